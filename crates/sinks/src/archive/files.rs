@@ -1,0 +1,108 @@
+//! Files being filled: Parquet encoded in memory, gzip NDJSON dead letters.
+
+use std::{io::Write, sync::Arc, time::Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use defender_core::DeadLetter;
+use flate2::{Compression, write::GzEncoder};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression as PqCompression, ZstdLevel},
+    file::properties::{WriterProperties, WriterVersion},
+};
+
+use super::{ArchiveConfig, ArchiveError};
+
+/// What a finished file hands back: bytes, first and last offsets, rows, the ids of the pieces.
+pub(crate) type Finished = (Vec<u8>, i64, i64, u64, Vec<u64>);
+
+struct Span {
+    first: i64,
+    last: i64,
+    rows: u64,
+    pieces: Vec<u64>,
+}
+
+impl Span {
+    fn new() -> Self {
+        Self { first: i64::MAX, last: i64::MIN, rows: 0, pieces: Vec::new() }
+    }
+
+    fn add(&mut self, id: u64, first: i64, last: i64, rows: u64) {
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
+        self.rows += rows;
+        self.pieces.push(id);
+    }
+}
+
+pub(crate) struct ParquetFile {
+    table: String,
+    writer: ArrowWriter<Vec<u8>>,
+    span: Span,
+    pub(crate) opened: Instant,
+}
+
+impl ParquetFile {
+    pub(crate) fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
+        let level = ZstdLevel::try_new(config.zstd_level)
+            .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
+        let props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(PqCompression::ZSTD(level))
+            .set_max_row_group_row_count(Some(config.row_group_rows))
+            .set_created_by(concat!("defender-ingest ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
+            .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
+        Ok(Self { table: table.to_string(), writer, span: Span::new(), opened: Instant::now() })
+    }
+
+    pub(crate) fn append(&mut self, id: u64, first: i64, last: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
+        self.writer.write(rows).map_err(|source| ArchiveError::Encode { table: self.table.clone(), source })?;
+        self.span.add(id, first, last, rows.num_rows() as u64);
+        Ok(())
+    }
+
+    /// Encoded bytes so far plus the row group being built.
+    pub(crate) fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    pub(crate) fn finish(self) -> Result<Finished, ArchiveError> {
+        let table = self.table;
+        let bytes = self.writer.into_inner().map_err(|source| ArchiveError::Encode { table, source })?;
+        Ok((bytes, self.span.first, self.span.last, self.span.rows, self.span.pieces))
+    }
+}
+
+pub(crate) struct DeadLetterFile {
+    encoder: GzEncoder<Vec<u8>>,
+    span: Span,
+    pub(crate) opened: Instant,
+}
+
+impl DeadLetterFile {
+    pub(crate) fn new(_table: &Arc<str>) -> Self {
+        Self { encoder: GzEncoder::new(Vec::new(), Compression::default()), span: Span::new(), opened: Instant::now() }
+    }
+
+    pub(crate) fn append(&mut self, id: u64, first: i64, last: i64, letters: &[&DeadLetter]) -> std::io::Result<()> {
+        for l in letters {
+            self.encoder.write_all(l.to_json_line().as_bytes())?;
+            self.encoder.write_all(b"\n")?;
+        }
+        self.span.add(id, first, last, letters.len() as u64);
+        Ok(())
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.encoder.get_ref().len()
+    }
+
+    pub(crate) fn finish(self) -> std::io::Result<Finished> {
+        let bytes = self.encoder.finish()?;
+        Ok((bytes, self.span.first, self.span.last, self.span.rows, self.span.pieces))
+    }
+}
