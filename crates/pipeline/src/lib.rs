@@ -1,0 +1,274 @@
+//! defender-pipeline: source → decode → sinks, with acks flowing back to one tracker.
+//!
+//! ```text
+//! source task ──SourceEvent (≤ budget bytes)──▶ decode task ──DecoderOutput (≤ 4 epochs)──▶ sink task
+//!                                               one Decoder per                           archive (Parquet +
+//!                                               partition, flush rule                     dead letters) → Durable
+//!                                                                                         → AckTracker → committed
+//! ```
+//!
+//! - The source holds a [`ByteBudget`] permit for every chunk until the decoder has decoded it,
+//!   so at most `budget_bytes` of raw input are in flight; the decode → sink channel holds at
+//!   most [`EPOCH_QUEUE`] epochs, each bounded by the decoder's flush rule.
+//! - Each epoch registers with the [`AckTracker`] as many parts as it has table batches plus
+//!   tables with dead letters; the archive reports each part durable once its file is stored.
+//!   The committable position of a partition only ever covers epochs that are wholly durable.
+//! - The run ends when the source is exhausted and every epoch is durable; an epoch that is not
+//!   is an error, never a silent loss.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use defender_core::{
+    Accounting, Catalog, Decoder, FlushRule,
+    ack::{AckError, AckTracker},
+    decode::DecoderOutput,
+};
+use defender_sinks::{ArchiveSink, Durable, archive::ArchiveError};
+use defender_sources::{ByteBudget, SourceError, SourceEvent};
+use tokio::sync::mpsc;
+
+/// Epochs queued between the decoder and the sinks.
+pub const EPOCH_QUEUE: usize = 4;
+
+/// Settings of one pipeline run.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub flush: FlushRule,
+    /// Raw input bytes in flight between the source and the decoder.
+    pub budget_bytes: usize,
+    /// How often the sink task rolls files that reached their age and reports progress.
+    pub tick: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self { flush: FlushRule::default(), budget_bytes: 64 << 20, tick: Duration::from_secs(1) }
+    }
+}
+
+/// Where the run is, reported about once per tick.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub records_in: u64,
+    pub rows_archived: u64,
+    pub bytes_in: u64,
+    pub elapsed: Duration,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub accounting: Accounting,
+    /// Files stored in the archive (Parquet and dead-letter files).
+    pub files: Vec<String>,
+    /// Per partition: the last offset whose epoch is wholly durable.
+    pub committed: BTreeMap<u32, i64>,
+    pub elapsed: Duration,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("ack bookkeeping: {0}")]
+    Ack(#[from] AckError),
+    #[error("{0} epochs were never made durable")]
+    NotDurable(usize),
+    #[error("pipeline task failed: {0}")]
+    Task(String),
+}
+
+/// Runs a pipeline to the end of its source. `source` is given the channel and budget to fill.
+pub async fn run<S, F>(
+    catalog: Arc<Catalog>,
+    source: S,
+    archive: ArchiveSink,
+    options: PipelineOptions,
+    progress: impl FnMut(&Progress) + Send + 'static,
+) -> Result<RunReport, PipelineError>
+where
+    S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+    F: Future<Output = Result<(), SourceError>> + Send + 'static,
+{
+    let started = Instant::now();
+    let budget = ByteBudget::new(options.budget_bytes);
+    let (source_tx, source_rx) = mpsc::channel(16);
+    let (epoch_tx, epoch_rx) = mpsc::channel(EPOCH_QUEUE);
+    let source_task = tokio::spawn(source(source_tx, budget));
+    let decode_task = tokio::spawn(decode_stage(catalog, source_rx, epoch_tx, options.flush, options.tick));
+    let sink_result = sink_stage(epoch_rx, archive, options.tick, started, progress).await;
+    let source_result = source_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    decode_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let mut report = sink_result?;
+    source_result?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// One decoder per partition; epochs cut by the flush rule, at the end of a partition, and at
+/// the end of the input.
+async fn decode_stage(
+    catalog: Arc<Catalog>,
+    mut rx: mpsc::Receiver<SourceEvent>,
+    tx: mpsc::Sender<DecoderOutput>,
+    flush: FlushRule,
+    tick: Duration,
+) {
+    let mut decoders: HashMap<u32, Decoder> = HashMap::new();
+    let mut timer = tokio::time::interval(tick);
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = timer.tick() => {
+                let now = Instant::now();
+                for d in decoders.values_mut().filter(|d| d.should_flush(now)) {
+                    if let Some(out) = d.flush() && tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        match event {
+            Some(SourceEvent::Chunk(chunk)) => {
+                let d = decoders
+                    .entry(chunk.partition)
+                    .or_insert_with(|| Decoder::new(&catalog, chunk.source.clone(), chunk.partition, flush));
+                for (offset, bytes) in &chunk.messages {
+                    d.decode(bytes, *offset);
+                    if d.should_flush(Instant::now())
+                        && let Some(out) = d.flush()
+                        && tx.send(out).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Some(SourceEvent::PartitionEnd { partition }) => {
+                if let Some(out) = decoders.remove(&partition).and_then(|mut d| d.flush())
+                    && tx.send(out).await.is_err()
+                {
+                    return;
+                }
+            }
+            None => {
+                let mut rest: Vec<_> = decoders.drain().collect();
+                rest.sort_by_key(|(p, _)| *p);
+                for (_, mut d) in rest {
+                    if let Some(out) = d.flush()
+                        && tx.send(out).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+struct SinkState {
+    archive: ArchiveSink,
+    tracker: AckTracker,
+    report: RunReport,
+}
+
+impl SinkState {
+    async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
+        self.report.accounting.merge(&out.accounting);
+        let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
+        let parts = out.batches.len() + dead_tables.len();
+        self.tracker.register(out.partition, out.last_offset, parts as u32)?;
+        for batch in &out.batches {
+            let durable = self.archive.write(batch).await?;
+            self.durable(durable)?;
+        }
+        if !out.dead_letters.is_empty() {
+            let durable =
+                self.archive.write_dead_letters(&out.source, out.partition, out.last_offset, &out.dead_letters).await?;
+            self.durable(durable)?;
+        }
+        self.commit(out.partition);
+        Ok(())
+    }
+
+    fn durable(&mut self, durable: Vec<Durable>) -> Result<(), PipelineError> {
+        let mut partitions = Vec::new();
+        for d in durable {
+            if !d.dead_letters {
+                self.report.accounting.table(&d.table).written_archive += d.rows;
+            }
+            self.tracker.ack(d.partition, d.epoch)?;
+            partitions.push(d.partition);
+        }
+        for stored in self.archive.take_stored() {
+            if !stored.dead_letters {
+                self.report.accounting.table(&stored.table).parquet_bytes += stored.bytes;
+            }
+            self.report.files.push(stored.path);
+        }
+        partitions.dedup();
+        for p in partitions {
+            self.commit(p);
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, partition: u32) {
+        if let Some(offset) = self.tracker.committable(partition) {
+            self.report.committed.insert(partition, offset);
+        }
+    }
+
+    fn progress(&self, started: Instant) -> Progress {
+        let totals = self.report.accounting.totals();
+        Progress {
+            records_in: totals.records_in,
+            rows_archived: totals.written_archive,
+            bytes_in: totals.bytes_in,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+async fn sink_stage(
+    mut rx: mpsc::Receiver<DecoderOutput>,
+    archive: ArchiveSink,
+    tick: Duration,
+    started: Instant,
+    mut progress: impl FnMut(&Progress),
+) -> Result<RunReport, PipelineError> {
+    let mut state = SinkState { archive, tracker: AckTracker::default(), report: RunReport::default() };
+    let mut timer = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(out) => state.epoch(out).await?,
+                None => break,
+            },
+            _ = timer.tick() => {
+                let durable = state.archive.poll(Instant::now()).await?;
+                state.durable(durable)?;
+                progress(&state.progress(started));
+            }
+        }
+    }
+    let durable = state.archive.close().await?;
+    state.durable(durable)?;
+    progress(&state.progress(started));
+    match state.tracker.outstanding() {
+        0 => Ok(state.report),
+        n => Err(PipelineError::NotDurable(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
