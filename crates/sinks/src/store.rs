@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn rejects_unknown_schemes_with_the_expected_forms() {
         let err = open("s3://bucket/x").unwrap_err().to_string();
-        assert_eq!(err, "archive url `s3://bucket/x`: unsupported scheme `s3` (expected a path, file://, az:// or abfss://)");
+        assert_eq!(
+            err,
+            "archive url `s3://bucket/x`: unsupported scheme `s3` (expected a path, file://, az:// or abfss://)"
+        );
     }
 
     #[test]

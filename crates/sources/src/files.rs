@@ -223,11 +223,14 @@ mod tests {
             std::fs::write(dir.path().join(n), "{}").unwrap();
         }
         let pattern = format!("{}/*.json", dir.path().display());
-        let files = resolve_inputs(&[pattern.clone(), dir.path().join("a.json").display().to_string()]).unwrap();
+        let files = resolve_inputs(&[pattern, dir.path().join("a.json").display().to_string()]).unwrap();
         let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(names, vec!["a.json", "b.json"]);
         let missing = format!("{}/*.ndjson", dir.path().display());
-        assert_eq!(resolve_inputs(&[missing.clone()]).unwrap_err().to_string(), format!("input `{missing}` matches no file"));
+        assert_eq!(
+            resolve_inputs(std::slice::from_ref(&missing)).unwrap_err().to_string(),
+            format!("input `{missing}` matches no file")
+        );
     }
 
     #[tokio::test]

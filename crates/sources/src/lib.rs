@@ -35,5 +35,7 @@ pub struct Chunk {
 pub enum SourceEvent {
     Chunk(Chunk),
     /// No more messages will come from this partition (end of a file).
-    PartitionEnd { partition: u32 },
+    PartitionEnd {
+        partition: u32,
+    },
 }

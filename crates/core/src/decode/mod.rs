@@ -291,8 +291,7 @@ impl Decoder {
         let first_offset = self.first_offset.take()?;
         let mut accounting = std::mem::take(&mut self.accounting);
         let mut batches = Vec::new();
-        let share =
-            |rows: u64, total_rows: u64, bytes: u64| if total_rows == 0 { 0 } else { bytes * rows / total_rows };
+        let share = |rows: u64, total_rows: u64, bytes: u64| (bytes * rows).checked_div(total_rows).unwrap_or(0);
         for (t, counts) in self.tables.iter_mut().zip(self.counts.iter_mut()) {
             let (records_in, decoded, bytes_in) = std::mem::take(counts);
             if records_in == 0 {

@@ -21,7 +21,8 @@ pub(crate) struct FileKey {
 
 /// Splits a batch by the hour of its `Timestamp` column (hours since the Unix epoch, UTC).
 pub(crate) fn hour_groups(batch: &RecordBatch) -> Vec<HourGroup> {
-    let Some(ts) = batch.column_by_name(COL_TIMESTAMP).and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+    let Some(ts) =
+        batch.column_by_name(COL_TIMESTAMP).and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
     else {
         return vec![(0, batch.clone())];
     };

@@ -279,7 +279,14 @@ impl ArchiveSink {
         Ok(self.pieces_done(pieces))
     }
 
-    async fn put(&mut self, path: &Path, bytes: Vec<u8>, table: &str, rows: u64, dead: bool) -> Result<(), ArchiveError> {
+    async fn put(
+        &mut self,
+        path: &Path,
+        bytes: Vec<u8>,
+        table: &str,
+        rows: u64,
+        dead: bool,
+    ) -> Result<(), ArchiveError> {
         let size = bytes.len() as u64;
         self.location
             .store
@@ -287,7 +294,13 @@ impl ArchiveSink {
             .await
             .map_err(|source| ArchiveError::Put { path: path.to_string(), source })?;
         tracing::debug!(path = %path, bytes = size, rows, "archive file stored");
-        self.stored.push(Stored { table: table.to_string(), path: path.to_string(), bytes: size, rows, dead_letters: dead });
+        self.stored.push(Stored {
+            table: table.to_string(),
+            path: path.to_string(),
+            bytes: size,
+            rows,
+            dead_letters: dead,
+        });
         Ok(())
     }
 

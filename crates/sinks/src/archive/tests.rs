@@ -58,14 +58,20 @@ async fn batches_become_durable_only_when_their_files_are_stored() {
     assert!(durable.is_empty(), "nothing stored yet");
     assert!(collect_files(dir.path()).is_empty());
     let durable = s.close().await.unwrap();
-    assert_eq!(durable, vec![Durable { table: "DeviceInfo".into(), partition: 0, epoch: 2, rows: 3, dead_letters: false }]);
+    assert_eq!(
+        durable,
+        vec![Durable { table: "DeviceInfo".into(), partition: 0, epoch: 2, rows: 3, dead_letters: false }]
+    );
     let files = collect_files(dir.path());
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let key = source_key("/in/sample.json", 0);
-    assert_eq!(names, vec![
-        format!("table=DeviceInfo/date=2026-11-20/hour=09/{key}-{:020}-{:020}.parquet", 0, 2),
-        format!("table=DeviceInfo/date=2026-11-20/hour=10/{key}-{:020}-{:020}.parquet", 0, 2),
-    ]);
+    assert_eq!(
+        names,
+        vec![
+            format!("table=DeviceInfo/date=2026-11-20/hour=09/{key}-{:020}-{:020}.parquet", 0, 2),
+            format!("table=DeviceInfo/date=2026-11-20/hour=10/{key}-{:020}-{:020}.parquet", 0, 2),
+        ]
+    );
     let rows = read_parquet(&dir.path().join(&files[0]));
     let ids = rows[0].column_by_name("ReportId").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
     assert_eq!(ids.value(0), 639_199_803_770_463_703);
@@ -103,7 +109,8 @@ async fn files_roll_by_size_and_gather_consecutive_epochs() {
     assert!(s.write(&c.batches[0]).await.unwrap().is_empty());
     let durable = s.close().await.unwrap();
     assert_eq!(durable.iter().map(|d| d.epoch).collect::<Vec<_>>(), vec![10, 11]);
-    let hour11: Vec<_> = collect_files(dir.path()).into_iter().filter(|p| p.to_str().unwrap().contains("hour=11")).collect();
+    let hour11: Vec<_> =
+        collect_files(dir.path()).into_iter().filter(|p| p.to_str().unwrap().contains("hour=11")).collect();
     assert_eq!(hour11.len(), 1);
     assert!(hour11[0].to_str().unwrap().ends_with(&format!("{:020}-{:020}.parquet", 10, 11)));
 }
@@ -121,7 +128,9 @@ async fn dead_letters_are_gzip_ndjson_with_reason_and_position() {
     assert_eq!(files.len(), 1);
     assert!(files[0].starts_with("_deadletter/table=unknown"));
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join(&files[0])).unwrap()).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.path().join(&files[0])).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
     let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
     assert_eq!(line["reason"], "malformed_json");
     assert_eq!(line["position"]["offset"], 5);
