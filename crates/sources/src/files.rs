@@ -2,8 +2,9 @@
 //!
 //! Each file is one partition (numbered in the order of the sorted input list) whose offsets are
 //! line numbers (from 1). A line holds an Event Hubs message body (`{"records":[...]}`) or one
-//! bare record (the storage-export shape). A file whose first line is not a whole JSON value
-//! (a pretty-printed message) is one message at offset 1. Gzip is recognised by its magic bytes.
+//! bare record (the storage-export shape). A file whose first non-blank line is a lone `{` or
+//! `[` (a pretty-printed message, as `jq` or `json.dumps(indent=2)` write it) is one message at
+//! offset 1. Gzip is recognised by its magic bytes.
 
 use std::{
     io::Read,
@@ -132,8 +133,8 @@ pub fn read_all(path: &Path) -> std::io::Result<Bytes> {
 }
 
 /// Splits file contents into (line number, message) pairs, skipping blank lines. When the first
-/// non-blank line is not a complete JSON value (its brackets do not balance), the whole file is
-/// one message.
+/// non-blank line is a lone `{` or `[`, the whole file is one (pretty-printed) message. A broken
+/// line, even the first, is just a line: it becomes one dead letter.
 pub fn split_messages(data: &Bytes) -> Vec<(i64, Bytes)> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -143,7 +144,7 @@ pub fn split_messages(data: &Bytes) -> Vec<(i64, Bytes)> {
         let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
         let text = trim(&data[start..end]);
         if !text.is_empty() {
-            if out.is_empty() && !balanced(text) {
+            if out.is_empty() && (text == b"{" || text == b"[") {
                 let all = trim(data);
                 let skip = all.as_ptr() as usize - data.as_ptr() as usize;
                 return vec![(line, data.slice(skip..skip + all.len()))];
@@ -166,34 +167,6 @@ fn trim(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
-/// Whether the brackets of a JSON text balance (strings skipped): a cheap test for "this line
-/// is a whole value", which decides line mode versus whole-file mode. Garbage lines that do not
-/// start with `{` or `[` count as whole (they become dead letters, one per line).
-fn balanced(line: &[u8]) -> bool {
-    if !matches!(line.first(), Some(b'{' | b'[')) {
-        return true;
-    }
-    let (mut depth, mut in_str, mut esc) = (0i64, false, false);
-    for &c in line {
-        if in_str {
-            match (esc, c) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_str = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => depth -= 1,
-            _ => {}
-        }
-    }
-    depth <= 0
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -205,6 +178,13 @@ mod tests {
         let data = Bytes::from_static(b"{\"a\":1}\n\n  {\"b\":[2]}  \r\nxyz");
         let got: Vec<(i64, Vec<u8>)> = split_messages(&data).into_iter().map(|(o, b)| (o, b.to_vec())).collect();
         assert_eq!(got, vec![(1, b"{\"a\":1}".to_vec()), (3, b"{\"b\":[2]}".to_vec()), (4, b"xyz".to_vec())]);
+    }
+
+    #[test]
+    fn a_broken_first_line_is_one_line_not_the_whole_file() {
+        let data = Bytes::from_static(b"{\"records\":[{\"x\n{\"a\":1}\n");
+        let got = split_messages(&data);
+        assert_eq!(got.iter().map(|m| m.0).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]

@@ -42,9 +42,10 @@ pub(crate) fn hour_groups(batch: &RecordBatch) -> Vec<HourGroup> {
         .collect()
 }
 
-/// A stable, path-safe name for a source partition: the last component of the source name
-/// (e.g. a file name or a topic), a short hash of the whole name, and the partition.
-pub(crate) fn source_key(source: &str, partition: u32) -> Arc<str> {
+/// A stable, path-safe name for a source partition: the last component of its source name (a
+/// file name, `topic/partition`) and a short hash of the whole name. It does not depend on the
+/// partition number, which for files is only the file's place in this run's input list.
+pub(crate) fn source_key(source: &str) -> Arc<str> {
     let base = source.rsplit(['/', '\\']).next().unwrap_or(source);
     let clean: String = base
         .chars()
@@ -53,7 +54,7 @@ pub(crate) fn source_key(source: &str, partition: u32) -> Arc<str> {
         .collect();
     // FNV-1a: stable across versions and platforms, unlike std's hasher.
     let hash = source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{clean}-{:08x}-p{partition}", hash as u32).into()
+    format!("{clean}-{:08x}", hash as u32).into()
 }
 
 fn date_hour(hour: i64) -> (String, String) {
@@ -92,9 +93,10 @@ mod tests {
 
     #[test]
     fn source_keys_are_stable_and_path_safe() {
-        assert_eq!(source_key("/data/in put/a.json.gz", 3), source_key("/data/in put/a.json.gz", 3));
-        assert_ne!(source_key("/a/x.json", 0), source_key("/b/x.json", 0));
-        let k = source_key("/data/in put/a b.json", 2);
-        assert!(k.starts_with("a_b.json-") && k.ends_with("-p2"), "{k}");
+        assert_eq!(source_key("/data/in put/a.json.gz"), source_key("/data/in put/a.json.gz"));
+        assert_ne!(source_key("/a/x.json"), source_key("/b/x.json"));
+        assert_ne!(source_key("topic/0"), source_key("topic/1"));
+        let k = source_key("/data/in put/a b.json");
+        assert!(k.starts_with("a_b.json-") && k.len() == "a_b.json-".len() + 8, "{k}");
     }
 }

@@ -164,7 +164,7 @@ impl ArchiveSink {
             return Ok(vec![durable]);
         }
         let id = self.register(durable, groups.len() as u32);
-        let source = source_key(&batch.source, batch.partition);
+        let source = source_key(&batch.source);
         let mut full = Vec::new();
         for (hour, rows) in groups {
             let key = FileKey { table: batch.table.clone(), hour, source: source.clone() };
@@ -203,7 +203,7 @@ impl ArchiveSink {
                 None => by_table.push((l.table.clone(), vec![l])),
             }
         }
-        let source_name = source_key(source, partition);
+        let source_name = source_key(source);
         let mut done = Vec::new();
         for (table, letters) in by_table {
             let durable =

@@ -64,7 +64,7 @@ async fn batches_become_durable_only_when_their_files_are_stored() {
     );
     let files = collect_files(dir.path());
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let key = source_key("/in/sample.json", 0);
+    let key = source_key("/in/sample.json");
     assert_eq!(
         names,
         vec![

@@ -1,0 +1,63 @@
+//! `defender-ingest`: parses the command line and the config, starts logging, runs a command.
+//! Everything else lives in the library crates.
+
+mod config;
+mod generate;
+mod report;
+mod run;
+mod schemas;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Microsoft Defender XDR raw events (the Advanced Hunting tables exported by the Streaming API)
+/// to Microsoft Sentinel and to a Parquet archive you own: every record validated against its
+/// table's schema, nothing silently dropped, every record accounted for.
+#[derive(Debug, Parser)]
+#[command(name = "defender-ingest", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr: `auto` is human-readable on a terminal and JSON otherwise.
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline: read Defender events, decode and validate them, write the Parquet
+    /// archive and dead letters, and print the accounting per table.
+    Run(run::RunArgs),
+    /// Write synthetic, realistic Streaming API traffic (Event Hubs message bodies or bare
+    /// records, one per line) for demos, tests and benchmarks.
+    Generate(generate::GenerateArgs),
+    /// Inspect and validate the table schemas embedded in this binary.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Generate(args) => generate::generate(args),
+        Command::Schemas(cmd) => schemas::schemas(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let json = format == "json" || (format == "auto" && !std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { builder.json().init() } else { builder.init() }
+}

@@ -1,0 +1,89 @@
+//! The run's accounting, as JSON (`--summary`, `--json`) and as a terminal table.
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use defender_core::TableStats;
+use defender_pipeline::RunReport;
+use serde::Serialize;
+
+/// What `--summary` writes.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub archive: String,
+    pub elapsed_seconds: f64,
+    pub tables: BTreeMap<String, TableStats>,
+    pub totals: TableStats,
+    pub parquet_files: usize,
+    pub dead_letter_files: usize,
+    /// Per source partition (input file number): the last offset (line) wholly archived.
+    pub committed: BTreeMap<u32, i64>,
+}
+
+impl Summary {
+    pub fn new(run: &RunReport, archive: &str) -> Self {
+        Self {
+            archive: archive.to_string(),
+            elapsed_seconds: run.elapsed.as_secs_f64(),
+            tables: run.accounting.tables.clone(),
+            totals: run.accounting.totals(),
+            parquet_files: run.files.iter().filter(|f| f.ends_with(".parquet")).count(),
+            dead_letter_files: run.files.iter().filter(|f| f.ends_with(".ndjson.gz")).count(),
+            committed: run.committed.clone(),
+        }
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// A fixed-width table: one line per table, then the totals.
+pub fn table(s: &Summary) -> String {
+    let mut out = String::new();
+    let width = s.tables.keys().map(String::len).max().unwrap_or(5).max(6);
+    let header = ["records in", "written", "dead-lettered", "coerced", "kept in _Extra", "bytes in", "parquet"];
+    let _ = write!(out, "{:<width$}", "table");
+    for h in header {
+        let _ = write!(out, "  {h:>14}");
+    }
+    out.push('\n');
+    let mut line = |name: &str, t: &TableStats| {
+        let _ = write!(out, "{name:<width$}");
+        let name = if t.unknown_table { " (unknown table: raw JSON)" } else { "" };
+        for v in [
+            t.records_in.to_string(),
+            t.written_archive.to_string(),
+            t.dead_lettered_total().to_string(),
+            t.coerced.values().sum::<u64>().to_string(),
+            t.kept_in_extra.values().sum::<u64>().to_string(),
+            human_bytes(t.bytes_in),
+            human_bytes(t.parquet_bytes),
+        ] {
+            let _ = write!(out, "  {v:>14}");
+        }
+        out.push_str(name);
+        out.push('\n');
+    };
+    for (name, t) in &s.tables {
+        line(name, t);
+    }
+    line("total", &s.totals);
+    let _ = writeln!(
+        out,
+        "\n{} parquet file(s) and {} dead-letter file(s) in {} ({:.1} s)",
+        s.parquet_files, s.dead_letter_files, s.archive, s.elapsed_seconds
+    );
+    let reasons: BTreeMap<&str, u64> = s.totals.dead_lettered.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    if !reasons.is_empty() {
+        let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "dead letters by reason: {}", list.join(", "));
+    }
+    out
+}

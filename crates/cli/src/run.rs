@@ -1,0 +1,109 @@
+//! `defender-ingest run`.
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use defender_core::Catalog;
+use defender_pipeline::Progress;
+use defender_sinks::{ArchiveSink, store};
+use defender_sources::{FileSource, resolve_inputs};
+
+use crate::{config::Config, report};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file (TOML). Not needed when both --input and --archive are given.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Input files or globs (NDJSON of Event Hubs message bodies or bare records, gzip or not);
+    /// replaces `source.files.paths`.
+    #[arg(long, num_args = 1..)]
+    input: Vec<String>,
+    /// Archive location: a path, file://, az://container/prefix or
+    /// abfss://filesystem@account.dfs.core.windows.net/prefix; replaces `archive.url`.
+    #[arg(long)]
+    archive: Option<String>,
+    /// Write the run's accounting (per table and totals) to this file as JSON.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Print the accounting as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None if !args.input.is_empty() && args.archive.is_some() => Config::default(),
+        None => bail!("no --config given: pass --config FILE, or both --input PATH... and --archive URL"),
+    };
+    if !args.input.is_empty() {
+        config.source.files = Some(crate::config::FilesSource { paths: args.input.clone() });
+    }
+    if let Some(url) = &args.archive {
+        match &mut config.archive {
+            Some(a) => a.url = url.clone(),
+            None => config.archive = Some(toml::from_str(&format!("url = {url:?}")).context("--archive")?),
+        }
+    }
+    let Some(files) = &config.source.files else {
+        bail!("no source configured: add a [source.files] section with `paths`, or pass --input");
+    };
+    let Some(archive) = &config.archive else {
+        bail!("no archive configured: add an [archive] section with `url`, or pass --archive");
+    };
+    let inputs = resolve_inputs(&files.paths)?;
+    let location = store::open(&archive.url)?;
+    let archive_display = location.display.clone();
+    let sink = ArchiveSink::new(location, config.archive_config());
+    let source = FileSource::new(inputs);
+    let total_bytes = source.total_bytes();
+    let file_count = source.files().len();
+    let options = config.pipeline_options();
+    eprintln!("reading {file_count} file(s), {} into {archive_display}", report::human_bytes(total_bytes));
+
+    let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let progress = move |p: &Progress| {
+        if show_progress {
+            eprint!(
+                "\r{} records in, {} rows archived, {} read, {:.0?}   ",
+                p.records_in,
+                p.rows_archived,
+                report::human_bytes(p.bytes_in),
+                p.elapsed
+            );
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(defender_pipeline::run(
+        Arc::new(Catalog::embedded()),
+        move |tx, budget| source.run(tx, budget),
+        sink,
+        options,
+        progress,
+    ));
+    if show_progress {
+        eprintln!();
+    }
+    let run = result?;
+    let summary = report::Summary::new(&run, &archive_display);
+    if let Some(path) = &args.summary {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("cannot write summary {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", report::table(&summary));
+    }
+    let unbalanced = run.accounting.unbalanced();
+    if !unbalanced.is_empty() {
+        eprintln!("error: records not accounted for: {unbalanced:?}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,80 @@
+//! Helpers of the integration tests: the test infrastructure's addresses (from the environment
+//! written by `scripts/test-infra.sh start`), the built binary, and the independent Parquet
+//! reader (`tests/python/readback.py`, pyarrow).
+//!
+//! A test that needs the infrastructure fails with a message saying how to start it: it never
+//! passes silently without it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repository").to_path_buf()
+}
+
+/// A variable set by the test infrastructure script, or a panic that says how to get it.
+pub fn infra(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: this test needs the test infrastructure. Run `bash scripts/test.sh`, or \
+             `bash scripts/test-infra.sh install && bash scripts/test-infra.sh start` and \
+             `source target/test-infra/env` before `cargo test`"
+        )
+    })
+}
+
+/// The `defender-ingest` binary of this build (built by `scripts/test.sh` before the tests).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/defender-ingest
+    let bin = exe.parent().and_then(Path::parent).expect("target/<profile>").join("defender-ingest");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p defender-ingest` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the binary with `args` and `envs`; panics with its output when it fails.
+pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let out = Command::new(binary()).args(args).envs(envs.iter().copied()).output().expect("spawn defender-ingest");
+    assert!(
+        out.status.success(),
+        "defender-ingest {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a Python helper of `tests/python/` with the test venv's interpreter.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let py = infra("DI_PYTHON");
+    let path = repo_root().join("tests/python").join(script);
+    let out = Command::new(&py).arg(&path).args(args).output().expect("spawn python");
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Reads every Parquet file under `root` (a directory or `az://container/prefix`) with pyarrow.
+pub fn readback(root: &str) -> Value {
+    let mut args = vec![root.to_string()];
+    if root.starts_with("az://") {
+        args.push("--blob-endpoint".into());
+        args.push(infra("DI_AZURITE_BLOB"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    serde_json::from_str(&python("readback.py", &args)).expect("readback.py prints JSON")
+}

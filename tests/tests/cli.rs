@@ -1,0 +1,76 @@
+//! The binary's commands as a user runs them: schema checks, help, config mistakes.
+
+use std::process::Command;
+
+use defender_tests::{binary, repo_root, run_cli};
+
+#[test]
+fn schemas_check_passes_for_the_embedded_and_the_folder_schemas() {
+    let out = run_cli(&["schemas", "check"], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok: 36 tables (12 TVM), 958 columns\n");
+    let dir = repo_root().join("table-schemas");
+    let out = run_cli(&["schemas", "check", "--dir", dir.to_str().unwrap()], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 36 tables"));
+}
+
+#[test]
+fn schemas_check_reports_a_broken_folder_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("T.json"),
+        r#"{"table":"T","columns":[{"name":"Timestamp","type":"datetime","sentinel_name":"Timestamp"},
+            {"name":"Type","type":"string","sentinel_name":"Type"},{"name":"type","type":"long","sentinel_name":"type_CF"}]}"#,
+    )
+    .unwrap();
+    let out =
+        Command::new(binary()).args(["schemas", "check", "--dir", dir.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("T.Type: sentinel_name `Type` is reserved by Log Analytics"), "{text}");
+    assert!(text.contains("T.type: collides with column `Type` (names compare without case)"), "{text}");
+}
+
+#[test]
+fn help_says_what_the_tool_does() {
+    let out = run_cli(&["--help"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Defender XDR"), "{text}");
+    for cmd in ["run", "generate", "schemas"] {
+        assert!(text.contains(cmd), "{cmd} listed");
+    }
+}
+
+#[test]
+fn a_config_mistake_points_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[source.files]\npaths = [\"x\"]\n\n[archive]\nurl = \"out\"\nroll_sise_mb = 3\n").unwrap();
+    let out = Command::new(binary()).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 6"), "{err}");
+    assert!(err.contains("unknown field `roll_sise_mb`"), "{err}");
+}
+
+#[test]
+fn run_without_config_or_overrides_says_what_is_needed() {
+    let out = Command::new(binary()).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no --config given: pass --config FILE, or both --input PATH... and --archive URL\n"
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_gzip_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json.gz");
+    run_cli(&["generate", "--records", "200", "--seed", "3", "--output", a.to_str().unwrap()], &[]);
+    run_cli(&["generate", "--records", "200", "--seed", "3", "--gzip", "--output", b.to_str().unwrap()], &[]);
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&b).unwrap()), &mut unzipped)
+        .unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), unzipped);
+}
