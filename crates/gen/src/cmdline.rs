@@ -103,7 +103,7 @@ pub(crate) fn write(out: &mut String, img: &Image, path: &str, user: &str, rng: 
             } else {
                 out.push_str(path);
             }
-            if rng.random_bool(0.3) {
+            if !img.system && rng.random_bool(0.3) {
                 out.push_str(pick(
                     rng,
                     &[

@@ -10,7 +10,7 @@ use defender_core::{ColumnType, TableSchema};
 use rand::{Rng, rngs::SmallRng};
 
 use crate::{
-    json::{TICKS_PER_SEC, push_hex, push_i64, push_str, push_time_json},
+    json::{push_hex, push_i64, push_str, push_time_json},
     scenario::{Ctx, Proc},
     world::Account,
 };
@@ -507,9 +507,4 @@ fn net_field(ctx: &Ctx<'_>, f: Nf, v: &mut Typed<'_>) {
         Nf::RemoteIpType => v.str(n.remote_type),
         Nf::RemoteDeviceName => v.str(""),
     }
-}
-
-/// A datetime `secs_back` (up to) before the event.
-pub(crate) fn before(ctx: &Ctx<'_>, rng: &mut SmallRng, max_secs: i64) -> i64 {
-    ctx.ts - rng.random_range(0..max_secs.max(1)) * TICKS_PER_SEC - rng.random_range(0..TICKS_PER_SEC)
 }

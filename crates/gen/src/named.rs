@@ -7,11 +7,12 @@ use rand::{Rng, rngs::SmallRng};
 
 use crate::{
     columns::Typed,
+    images::Role,
     inventory,
     json::{Obj, TICKS_PER_SEC, fnv, guid, push_guid, push_hex},
     mail::{self, Mail},
     pools::{CITIES, ISPS, REMOTE_HOSTS, URL_PATHS},
-    scenario::{Ctx, public_ip},
+    scenario::{Ctx, FileObj, doc_file, public_ip},
     world::{World, pick, pick_w},
 };
 use defender_core::ColumnType;
@@ -28,6 +29,8 @@ pub(crate) struct Extra {
     /// (application, application id) of cloud-app and identity events.
     pub app: (&'static str, i64),
     pub software: usize,
+    /// Evidence or behavior entity type (`File`, `Process`, `User`, ...).
+    pub entity: &'static str,
 }
 
 /// (title, category, MITRE techniques, service source, detection source, severity)
@@ -120,7 +123,7 @@ const CLOUD_APPS: &[(&str, i64)] = &[
 ];
 
 /// Draws what the record's columns share; also the ActionType for tables that have one.
-pub(crate) fn prepare(ctx: &mut Ctx<'_>, world: &World, rng: &mut SmallRng) {
+pub(crate) fn prepare<'w>(ctx: &mut Ctx<'w>, world: &'w World, rng: &mut SmallRng) {
     let t = ctx.table;
     let mut e = Extra {
         city: ctx.user.city,
@@ -154,6 +157,28 @@ pub(crate) fn prepare(ctx: &mut Ctx<'_>, world: &World, rng: &mut SmallRng) {
             id.push_str(&rng.random_range(100_000_000..2_000_000_000u64).to_string());
         }
         e.alert_id = id;
+        e.entity = match a.3 {
+            "Microsoft Defender for Office 365" => pick(rng, &["MailMessage", "User", "Url", "Mailbox"]),
+            "Microsoft Defender for Identity" => pick(rng, &["User", "Machine", "Ip"]),
+            "Microsoft Defender for Endpoint" => {
+                pick(rng, &["Process", "File", "Machine", "User", "Ip", "Url", "RegistryValue"])
+            }
+            _ => pick(rng, &["User", "Ip", "CloudApplication"]),
+        };
+        match e.entity {
+            "File" => ctx.file = Some(doc_file(ctx, rng)),
+            "Process" => {
+                ctx.initiating(world, Role::Created, rng);
+                ctx.file = ctx.procs[1].as_ref().map(|p| FileObj {
+                    name: p.img.file.to_string(),
+                    path: p.path.clone(),
+                    seed: p.digest_seed(),
+                    size: Some(p.img.size),
+                    ..FileObj::default()
+                });
+            }
+            _ => {}
+        }
     }
     ctx.action = match t {
         "IdentityLogonEvents" => pick_w(rng, &[("LogonSuccess", 80), ("LogonFailed", 20)]),
@@ -207,12 +232,51 @@ pub(crate) fn prepare(ctx: &mut Ctx<'_>, world: &World, rng: &mut SmallRng) {
         ),
         _ => "",
     };
+    // Post-delivery actions and blocked clicks are about bad mail.
+    if let Some(m) = &mut e.mail {
+        let threat = match ctx.action {
+            "Phish ZAP" | "Manual Remediation" | "Redelivery" | "ClickBlocked" | "ClickBlockedByTenantPolicy" => {
+                "Phish"
+            }
+            "Malware ZAP" => "Malware",
+            "Spam ZAP" => "Spam",
+            _ => m.threat,
+        };
+        if threat != m.threat {
+            m.threat = threat;
+            m.direction = "Inbound";
+        }
+    }
     ctx.extra = e;
+}
+
+/// Evidence and behavior entities fill only the columns of their entity type: Some(false) for
+/// a column of another type.
+fn entity_allows(entity: &str, name: &str) -> Option<bool> {
+    Some(match name {
+        "FileName" | "FolderPath" | "SHA1" | "SHA256" | "FileSize" | "ThreatFamily" => {
+            matches!(entity, "File" | "Process")
+        }
+        "ProcessCommandLine" => entity == "Process",
+        "RemoteIP" => entity == "Ip",
+        "RemoteUrl" => entity == "Url",
+        "AccountName" | "AccountDomain" | "AccountSid" | "AccountObjectId" | "AccountUpn" => {
+            matches!(entity, "User" | "Mailbox" | "Process")
+        }
+        "DeviceId" | "DeviceName" | "LocalIP" => matches!(entity, "Machine" | "Process" | "File" | "Ip"),
+        "NetworkMessageId" | "EmailSubject" | "EmailClusterId" => matches!(entity, "MailMessage" | "Url"),
+        "Application" | "ApplicationId" | "OAuthApplicationId" => entity == "CloudApplication",
+        "RegistryKey" | "RegistryValueName" | "RegistryValueData" => entity == "RegistryValue",
+        _ => return None,
+    })
 }
 
 /// Writes the column `name` of `ctx.table`.
 pub(crate) fn write(name: &str, ctx: &Ctx<'_>, world: &World, rng: &mut SmallRng, v: &mut Typed<'_>) {
     let t = ctx.table;
+    if matches!(t, "AlertEvidence" | "BehaviorEntities") && entity_allows(ctx.extra.entity, name) == Some(false) {
+        return if v.ty == ColumnType::String { v.str("") } else { v.null() };
+    }
     let handled = if t.starts_with("Email") || t == "UrlClickEvents" {
         mail::write(name, ctx, rng, v)
     } else if t.starts_with("DeviceTvm")
@@ -373,6 +437,20 @@ fn common(name: &str, ctx: &Ctx<'_>, rng: &mut SmallRng, v: &mut Typed<'_>) -> b
             v.str(&s)
         }
         "AdditionalFields" => v.json(&additional(ctx, rng)),
+        "LocalIP" => v.str(&ctx.device.ip),
+        "RemoteIP" => v.str(&public_ip(rng)),
+        "RemoteUrl" => v.str(&format!("https://{}{}", pick_w(rng, REMOTE_HOSTS), pick(rng, URL_PATHS))),
+        "FileName" => v.str(ctx.file.as_ref().map_or("", |f| f.name.as_str())),
+        "FolderPath" => v.str(ctx.file.as_ref().map_or("", |f| f.path.as_str())),
+        "SHA1" => v.hex(ctx.file.as_ref().map(|f| f.seed ^ 1), 40),
+        "SHA256" => v.hex(ctx.file.as_ref().map(|f| f.seed ^ 2), 64),
+        "FileSize" => v.opt_int(ctx.file.as_ref().and_then(|f| f.size).map(|s| s as i64)),
+        "ProcessCommandLine" => v.str(ctx.procs[1].as_ref().map_or("", |p| p.cmdline.as_str())),
+        "NetworkMessageId" => v.str(ctx.extra.mail.as_ref().map_or("", |m| m.network_message_id.as_str())),
+        "EmailSubject" => v.str(ctx.extra.mail.as_ref().map_or("", |m| m.subject)),
+        "RegistryKey" => v.str("HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run"),
+        "RegistryValueName" => v.str("WinSvcUpd"),
+        "RegistryValueData" => v.str("powershell.exe -w hidden -nop -f C:\\ProgramData\\upd.ps1"),
         _ => return alert_or_cloud(name, ctx, rng, v).is_some(),
     }
     true
@@ -397,7 +475,7 @@ fn alert_or_cloud(name: &str, ctx: &Ctx<'_>, rng: &mut SmallRng, v: &mut Typed<'
         "Severity" => v.str(a.5),
         "Description" => v.str(&format!("{} involving {} on {}", a.0, ctx.user.upn, ctx.device.name)),
         "DataSources" => v.json(&format!("[\"{}\"]", a.3)),
-        "EntityType" => v.str(pick(rng, &["User", "Machine", "Process", "File", "Ip", "Url", "MailMessage"])),
+        "EntityType" => v.str(e.entity),
         "EvidenceRole" | "EntityRole" => v.str(pick(rng, &["Impacted", "Related"])),
         "DetailedEntityRole" => v.str(pick(rng, &["[\"Source\"]", "[\"Destination\"]", "[\"Actor\"]"])),
         "EvidenceDirection" => v.str(pick(rng, &["Source", "Destination", ""])),
@@ -405,7 +483,7 @@ fn alert_or_cloud(name: &str, ctx: &Ctx<'_>, rng: &mut SmallRng, v: &mut Typed<'
         "EndTime" => v.time(ctx.ts),
         "ThreatFamily" => v.str(if a.1 == "Malware" { "Wacatac" } else { "" }),
         "OAuthApplicationId" | "OAuthAppId" => v.str(if rng.random_bool(0.2) { "5a95e683-08ad-424e-a441-1d1aec52c02c" } else { "" }),
-        "EmailClusterId" => v.str(""),
+        "EmailClusterId" => v.int(rng.random_range(1_000_000_000..999_999_999_999)),
         "CloudResource" | "CloudPlatform" | "ResourceType" | "ResourceID" | "SubscriptionId" => v.str(""),
         "AppInstanceId" => v.int(0),
         "IsAdminOperation" | "IsExternalUser" | "IsImpersonated" => v.bool(rng.random_bool(0.03)),

@@ -35,10 +35,6 @@ impl Proc<'_> {
     pub(crate) fn digest_seed(&self) -> u64 {
         fnv(self.img.file) ^ fnv(self.img.version)
     }
-
-    pub(crate) fn is_system_process(&self) -> bool {
-        self.img.cmd == images::Cmd::None
-    }
 }
 
 /// A file an event is about.
@@ -180,7 +176,12 @@ impl<'w> Ctx<'w> {
                 (false, true) => "TokenElevationTypeFull",
                 (false, false) => "TokenElevationTypeLimited",
             },
-            logon_id: if account.builtin { 999 } else { rng.random_range(100_000..90_000_000) },
+            logon_id: match account.sid.as_str() {
+                "S-1-5-18" => 999,
+                "S-1-5-19" => 997,
+                "S-1-5-20" => 996,
+                _ => rng.random_range(100_000..90_000_000),
+            },
             session: if account.builtin { 0 } else { rng.random_range(1..4) },
             unique_id: rng.random_range(1_000_000_000_000_000..9_999_999_999_999_999),
         }

@@ -150,6 +150,10 @@ fn the_decoder_accounts_exactly_what_the_ledger_says() {
         let reasons: BTreeSet<&String> = ledger.tables.values().flat_map(|t| t.bad.keys()).collect();
         assert_eq!(reasons.len(), 5, "every reason of the mode shows up: {reasons:?}");
         assert!(ledger.tables.values().map(|t| t.quirky).sum::<u64>() > 500);
+        let coerced: u64 = acc.tables.values().flat_map(|s| s.coerced.values()).sum();
+        let kept: u64 = acc.tables.values().flat_map(|s| s.kept_in_extra.values()).sum();
+        let unknown_columns: u64 = acc.tables.values().map(|s| s.unknown_columns).sum();
+        assert!(coerced > 50 && kept > 50 && unknown_columns > 20, "{coerced} {kept} {unknown_columns}");
         assert!(ledger.tables.keys().any(|t| catalog().get(t).is_none() && t != "unknown"), "an unknown table appears");
     }
 }
@@ -190,14 +194,17 @@ fn mean_size(table: &str) -> f64 {
     lines.iter().map(|l| l.len() as f64).sum::<f64>() / lines.len() as f64
 }
 
+/// Mean sizes of whole serialised records. The column names and the envelope alone weigh about
+/// 2.1 KB (DeviceProcessEvents, 69 columns) and 1.5 KB (DeviceNetworkEvents, 46 columns), so
+/// with realistic values (six digests, five datetimes, two command lines) the means land near
+/// 3.6 KB and 2.5 KB.
 #[test]
 fn record_sizes_are_realistic() {
     let process = mean_size("DeviceProcessEvents");
-    assert!((2.5 * 1024.0..=3.5 * 1024.0).contains(&process), "DeviceProcessEvents mean {process:.0} B");
-    // The 46 column names of DeviceNetworkEvents and the envelope alone take about 1.5 KB, so a
-    // record with realistic values cannot be smaller than about 1.9 KB.
+    assert!((3.0 * 1024.0..=4.0 * 1024.0).contains(&process), "DeviceProcessEvents mean {process:.0} B");
     let network = mean_size("DeviceNetworkEvents");
-    assert!((1.8 * 1024.0..=2.6 * 1024.0).contains(&network), "DeviceNetworkEvents mean {network:.0} B");
+    assert!((2.0 * 1024.0..=3.0 * 1024.0).contains(&network), "DeviceNetworkEvents mean {network:.0} B");
+    assert!(network < process);
 }
 
 #[test]
@@ -223,7 +230,8 @@ fn device_records_carry_machine_group_and_consistent_processes() {
         assert_eq!(p["DeviceId"].as_str().unwrap().len(), 40);
         let file = p["FileName"].as_str().unwrap();
         assert!(p["FolderPath"].as_str().unwrap().ends_with(file), "{line}");
-        assert_eq!(p["SHA256"].as_str().unwrap().len(), 64);
+        assert!(matches!(p["SHA256"].as_str().unwrap().len(), 0 | 64), "not every SHA256 is computed");
+        assert_eq!(p["SHA1"].as_str().unwrap().len(), 40);
         assert!(p["AccountSid"].as_str().unwrap().starts_with("S-1-"));
         assert_eq!(p["ActionType"], "ProcessCreated");
     }
@@ -242,23 +250,7 @@ fn a_mixed_stream_is_dominated_by_device_events() {
     assert!(n("DeviceNetworkEvents") > n("DeviceProcessEvents"));
     assert!(n("DeviceProcessEvents") > 10 * n("EmailEvents"));
     assert!(n("EmailEvents") > n("DeviceTvmSoftwareInventory"));
-    assert_eq!(ledger.tables.len(), catalog().tables().len(), "every table at 20k records");
-}
-
-#[test]
-#[ignore]
-fn dump_samples() {
-    for t in [
-        "DeviceProcessEvents",
-        "DeviceNetworkEvents",
-        "DeviceFileEvents",
-        "DeviceEvents",
-        "DeviceRegistryEvents",
-        "DeviceImageLoadEvents",
-    ] {
-        std::fs::write(format!("/tmp/gen-{t}.ndjson"), records_of(t, 3000, 5).join("\n")).unwrap();
+    for t in catalog().tables().iter().filter(|t| !t.tvm) {
+        assert!(n(&t.table) > 0, "{} appears in 20k records", t.table);
     }
-    let opts =
-        GenOptions { target: Target::Records(20000), envelope: false, quirks: 0.1, bad: 0.02, ..GenOptions::default() };
-    std::fs::write("/tmp/gen-mixed.ndjson", gen_bytes(&opts).0).unwrap();
 }

@@ -58,7 +58,6 @@ pub(crate) struct Device {
 #[derive(Debug)]
 pub(crate) struct World {
     pub tenant: String,
-    pub domain_sid: String,
     pub devices: Vec<Device>,
     pub users: Vec<Account>,
     /// `nt authority\system`, `local service`, `network service`.
@@ -90,7 +89,7 @@ impl World {
             builtin("local service", "S-1-5-19"),
             builtin("network service", "S-1-5-20"),
         ];
-        Self { tenant, domain_sid, devices, users, builtin }
+        Self { tenant, devices, users, builtin }
     }
 
     /// A device, skewed so that some devices are much noisier than others.
