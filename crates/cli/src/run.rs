@@ -61,7 +61,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let total_bytes = source.total_bytes();
     let file_count = source.files().len();
     let options = config.pipeline_options();
-    eprintln!("reading {file_count} file(s), {} into {archive_display}", report::human_bytes(total_bytes));
+    eprintln!("reading {file_count} file(s) ({} on disk) into {archive_display}", report::human_bytes(total_bytes));
 
     let show_progress = std::io::stderr().is_terminal() && !args.json;
     let progress = move |p: &Progress| {
