@@ -17,7 +17,9 @@ mod table;
 mod unknown;
 pub mod value;
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
+
+use rustc_hash::FxHashMap;
 
 use simd_json::{Buffers, Node, Tape};
 
@@ -52,7 +54,7 @@ pub struct Decoder {
     partition: u32,
     flush_rule: FlushRule,
     tables: Vec<TableDecoder>,
-    by_category: HashMap<Box<str>, usize>,
+    by_category: FxHashMap<Box<str>, usize>,
     unknown: UnknownTables,
     dead_letters: Vec<DeadLetter>,
     accounting: Accounting,

@@ -13,13 +13,14 @@
 //! Dynamic columns hold compact JSON text: objects and arrays are serialised, a string is kept
 //! as sent (Defender often sends dynamic values as JSON text already).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use arrow_array::{
     ArrayRef, RecordBatch,
     builder::{BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder},
 };
 use arrow_schema::SchemaRef;
+use rustc_hash::FxHashMap;
 use simd_json::{Node, StaticNode};
 
 use super::value::{parse_datetime_nanos, span, write_json, write_json_str, write_static};
@@ -91,7 +92,7 @@ pub(crate) struct TableDecoder {
     pub(crate) name: Arc<str>,
     types: Vec<ColumnType>,
     builders: Vec<Builder>,
-    by_name: HashMap<Box<str>, usize>,
+    by_name: FxHashMap<Box<str>, usize>,
     names: Vec<Box<str>>,
     timestamp_col: usize,
     /// Row number + 1 at which each column was last set (so nothing is reset per row).
