@@ -60,6 +60,18 @@ pub struct ArchiveSection {
     pub zstd_level: i32,
 }
 
+impl ArchiveSection {
+    /// An archive at `url` with every other setting at its default (for `--archive`).
+    pub fn with_url(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            roll_size_mb: defaults::roll_size_mb(),
+            roll_seconds: defaults::roll_seconds(),
+            zstd_level: defaults::zstd_level(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSection {

@@ -44,7 +44,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.archive {
         match &mut config.archive {
             Some(a) => a.url = url.clone(),
-            None => config.archive = Some(toml::from_str(&format!("url = {url:?}")).context("--archive")?),
+            None => config.archive = Some(crate::config::ArchiveSection::with_url(url)),
         }
     }
     let Some(files) = &config.source.files else {

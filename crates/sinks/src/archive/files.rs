@@ -1,6 +1,6 @@
 //! Files being filled: Parquet encoded in memory, gzip NDJSON dead letters.
 
-use std::{io::Write, sync::Arc, time::Instant};
+use std::{io::Write, time::Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -84,7 +84,7 @@ pub(crate) struct DeadLetterFile {
 }
 
 impl DeadLetterFile {
-    pub(crate) fn new(_table: &Arc<str>) -> Self {
+    pub(crate) fn new() -> Self {
         Self { encoder: GzEncoder::new(Vec::new(), Compression::default()), span: Span::new(), opened: Instant::now() }
     }
 

@@ -27,7 +27,7 @@ use std::{
 
 use arrow_array::RecordBatch;
 use defender_core::{DeadLetter, TableBatch};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStoreExt, PutPayload, path::Path};
 
 use self::{
     files::{DeadLetterFile, ParquetFile},
@@ -210,7 +210,7 @@ impl ArchiveSink {
                 Durable { table: table.clone(), partition, epoch, rows: letters.len() as u64, dead_letters: true };
             let id = self.register(durable, 1);
             let key = (table.clone(), source_name.clone(), partition);
-            let file = self.dead.entry(key.clone()).or_insert_with(|| DeadLetterFile::new(&table));
+            let file = self.dead.entry(key.clone()).or_insert_with(DeadLetterFile::new);
             let first = letters.first().map_or(epoch, |l| l.position.offset);
             file.append(id, first, epoch, &letters).map_err(ArchiveError::DeadLetter)?;
             if file.size() >= self.config.roll_bytes {
@@ -317,10 +317,6 @@ impl ArchiveSink {
         done
     }
 
-    /// The store, for tests and tools that read back.
-    pub fn store(&self) -> Arc<dyn ObjectStore> {
-        self.location.store.clone()
-    }
 }
 
 /// Rows of a batch that fall into one hour, with the hour (hours since the Unix epoch).
