@@ -65,6 +65,12 @@ pub fn open(url: &str) -> Result<Location, StoreError> {
         return Ok(Location { store: Arc::new(store), prefix: Path::default(), display: url.to_string() });
     }
     let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let env_set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    let account_in_url = parsed.host_str().is_some_and(|h| h.contains(".dfs.") || h.contains(".blob."));
+    if !account_in_url && !env_set("AZURE_STORAGE_ACCOUNT_NAME") && !env_set("AZURE_STORAGE_USE_EMULATOR") {
+        return Err(bad("no storage account: set AZURE_STORAGE_ACCOUNT_NAME, or name it in the URL \
+             (abfss://<filesystem>@<account>.dfs.core.windows.net/<prefix>)"));
+    }
     let store = MicrosoftAzureBuilder::from_env()
         .with_url(url)
         .build()
@@ -84,6 +90,30 @@ mod tests {
         assert_eq!(
             err,
             "archive url `s3://bucket/x`: unsupported scheme `s3` (expected a path, file://, az:// or abfss://)"
+        );
+    }
+
+    #[test]
+    fn azure_urls_give_the_container_and_prefix() {
+        // Opening builds the client only: nothing is contacted until the first write.
+        let abfss = open("abfss://lake@account.dfs.core.windows.net/security/defender").unwrap();
+        assert_eq!(abfss.prefix.as_ref(), "security/defender");
+        let abfss = open("abfss://lake@account.dfs.core.windows.net").unwrap();
+        assert_eq!(abfss.prefix.as_ref(), "");
+    }
+
+    #[test]
+    fn an_az_url_without_an_account_says_where_to_put_it() {
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_some()
+            || std::env::var_os("AZURE_STORAGE_USE_EMULATOR").is_some()
+        {
+            return; // the environment names an account: nothing to report
+        }
+        let err = open("az://archive/defender").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "archive url `az://archive/defender`: no storage account: set AZURE_STORAGE_ACCOUNT_NAME, or name it in \
+             the URL (abfss://<filesystem>@<account>.dfs.core.windows.net/<prefix>)"
         );
     }
 

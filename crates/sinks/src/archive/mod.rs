@@ -316,7 +316,6 @@ impl ArchiveSink {
         }
         done
     }
-
 }
 
 /// Rows of a batch that fall into one hour, with the hour (hours since the Unix epoch).
