@@ -2,6 +2,8 @@
 //!
 //! - [`schema`]: the table schemas (embedded from `table-schemas/`) and their Arrow shape;
 //! - [`decode`]: the validating decoder, message bytes → one Arrow `RecordBatch` per table;
+//! - [`policy`]: per-table filter pipelines (a KQL subset), checked against the schema and
+//!   evaluated vectorised on Arrow batches;
 //! - [`accounting`]: per-table counters (records in = written + filtered + dead-lettered);
 //! - [`batch`]: what flows between stages, with the source positions it covers;
 //! - [`deadletter`]: structurally broken records, with reason and source position;
@@ -12,8 +14,10 @@
 pub mod accounting;
 pub mod ack;
 pub mod batch;
+pub mod billing;
 pub mod deadletter;
 pub mod decode;
+pub mod policy;
 pub mod schema;
 
 pub use accounting::{Accounting, TableStats};
