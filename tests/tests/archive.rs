@@ -216,3 +216,47 @@ fn every_table_to_azurite_read_back_by_pyarrow() {
     check_readback(&rb, &summary);
     assert!(rb["files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().contains("table=DeviceProcessEvents/")));
 }
+
+#[test]
+fn the_archive_policy_selects_and_filters_rows_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("fixture.json");
+    let lines = [
+        r#"{"time":"2026-11-20T10:59:00Z","category":"AdvancedHunting-DeviceInfo","properties":{"Timestamp":"2026-11-20T10:30:00Z","DeviceId":"a","OSBuild":22631}}"#,
+        r#"{"time":"2026-11-20T10:59:00Z","category":"AdvancedHunting-DeviceInfo","properties":{"Timestamp":"2026-11-20T10:30:00Z","DeviceId":"b","OSBuild":19045}}"#,
+        r#"{"time":"2026-11-20T10:59:00Z","category":"AdvancedHunting-AlertInfo","properties":{"Timestamp":"2026-11-20T10:30:00Z","Title":"x"}}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[tables.AlertInfo]\narchive = false\n\n[tables.DeviceInfo]\narchive_filter = 'where OSBuild > 20000 | project-away OSBuild'\n",
+    )
+    .unwrap();
+    let archive = dir.path().join("archive");
+    let out = run_cli(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--archive",
+            archive.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let info = &summary["tables"]["DeviceInfo"];
+    assert_eq!(
+        (info["records_in"].as_u64(), info["written_archive"].as_u64(), info["filtered"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    let alert = &summary["tables"]["AlertInfo"];
+    assert_eq!((alert["written_archive"].as_u64(), alert["filtered"].as_u64()), (Some(0), Some(1)));
+    let rb = readback(archive.to_str().unwrap());
+    assert_eq!(rb["tables"]["DeviceInfo"]["rows"], 1);
+    assert!(rb["tables"]["DeviceInfo"]["columns"].get("OSBuild").is_none(), "projected away in the archive");
+    assert!(rb["tables"].get("AlertInfo").is_none(), "not archived");
+}

@@ -16,15 +16,30 @@
 //! flush_mb = 32              # ... this many MB of input,
 //! flush_seconds = 5          # ... or this age
 //! budget_mb = 64             # raw input in flight between source and decoder
+//!
+//! [tables.default]           # tables not named below
+//! archive = true
+//! sentinel = false
+//!
+//! [tables.DeviceNetworkEvents]
+//! sentinel = true
+//! sentinel_filter = '''
+//! where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
+//! | project-away AdditionalFields
+//! '''
+//!
+//! [prices]                   # override any of the illustrative list prices
+//! analytics_per_gb = 5.22
 //! ```
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use defender_core::FlushRule;
-use defender_pipeline::PipelineOptions;
+use defender_core::{Catalog, FlushRule, billing::Prices};
+use defender_pipeline::{PipelineOptions, Policy, policy::TableSettings};
 use defender_sinks::ArchiveConfig;
 use serde::Deserialize;
+use toml::Spanned;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +49,24 @@ pub struct Config {
     pub archive: Option<ArchiveSection>,
     #[serde(default)]
     pub pipeline: PipelineSection,
+    /// Per table (and `default`): destinations and filters.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableEntry>,
+    /// Price overrides for estimates.
+    #[serde(default)]
+    pub prices: Prices,
+    /// Checked from `tables` by [`Config::parse`].
+    #[serde(skip)]
+    pub policy: Arc<Policy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableEntry {
+    pub archive: Option<bool>,
+    pub sentinel: Option<bool>,
+    pub archive_filter: Option<Spanned<String>>,
+    pub sentinel_filter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,9 +160,59 @@ impl Config {
         Self::parse(&text).with_context(|| format!("config {}", path.display()))
     }
 
+    /// The config of a command: the file (optional when the command line says enough) with
+    /// `--input` and `--archive` applied; checks that a source (and, if `needs_archive`, an
+    /// archive) is configured.
+    pub fn resolve(
+        path: Option<&Path>,
+        input: &[String],
+        archive: Option<&str>,
+        needs_archive: bool,
+    ) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => Self::load(path)?,
+            None if !input.is_empty() && (archive.is_some() || !needs_archive) => Self::default(),
+            None if needs_archive => {
+                bail!("no --config given: pass --config FILE, or both --input PATH... and --archive URL")
+            }
+            None => bail!("no --config given: pass --config FILE or --input PATH..."),
+        };
+        if !input.is_empty() {
+            config.source.files = Some(FilesSource { paths: input.to_vec() });
+        }
+        if let Some(url) = archive {
+            match &mut config.archive {
+                Some(a) => a.url = url.to_string(),
+                None => config.archive = Some(ArchiveSection::with_url(url)),
+            }
+        }
+        if config.source.files.is_none() {
+            bail!("no source configured: add a [source.files] section with `paths`, or pass --input");
+        }
+        if needs_archive && config.archive.is_none() {
+            bail!("no archive configured: add an [archive] section with `url`, or pass --archive");
+        }
+        Ok(config)
+    }
+
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.validate()?;
+        let settings: BTreeMap<String, TableSettings> = config
+            .tables
+            .iter()
+            .map(|(name, e)| {
+                let at = |f: &Option<Spanned<String>>| f.as_ref().map(|f| filter_at(text, f));
+                let s = TableSettings {
+                    archive: e.archive,
+                    sentinel: e.sentinel,
+                    archive_filter: at(&e.archive_filter),
+                    sentinel_filter: at(&e.sentinel_filter),
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        config.policy = Arc::new(Policy::new(&Catalog::embedded(), &settings)?);
         Ok(config)
     }
 
@@ -172,6 +255,7 @@ impl Config {
                 max_age: Duration::from_secs(p.flush_seconds),
             },
             budget_bytes: p.budget_mb << 20,
+            policy: self.policy.clone(),
             ..PipelineOptions::default()
         }
     }
@@ -185,6 +269,27 @@ impl Config {
         }
         c
     }
+}
+
+/// A filter's text with the line and column of its first character in the config file (after the
+/// opening quotes, and after the newline that TOML drops right after `'''` or `"""`).
+fn filter_at(text: &str, value: &Spanned<String>) -> (String, usize, usize) {
+    let mut start = value.span().start;
+    let raw = &text[start..value.span().end];
+    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        start += 3;
+        if text[start..].starts_with("\r\n") {
+            start += 2;
+        } else if text[start..].starts_with('\n') {
+            start += 1;
+        }
+    } else {
+        start += 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (value.get_ref().clone(), line, column)
 }
 
 #[cfg(test)]
@@ -211,6 +316,31 @@ mod tests {
         let err = Config::parse("[pipeline]\nflush_rows = \"many\"\n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("invalid type: string \"many\", expected usize"), "{err}");
+    }
+
+    #[test]
+    fn a_filter_mistake_points_at_its_line_in_the_config() {
+        let text = "[tables.DeviceNetworkEvents]\nsentinel = true\nsentinel_filter = '''\nwhere RemotePort > 80\n| project-away Nope\n'''\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("tables.DeviceNetworkEvents.sentinel_filter at line 5, column 16:"), "{err}");
+        let text = "[tables.DeviceNetworkEvents]\nsentinel_filter = \"where RemotePort == \\\"x\\\"\"\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("tables.DeviceNetworkEvents.sentinel_filter at line 2, column"), "{err}");
+    }
+
+    #[test]
+    fn a_tvm_table_asked_to_go_to_sentinel_is_rejected_with_the_reason() {
+        let err = Config::parse("[tables.DeviceTvmSoftwareInventory]\nsentinel = true\n").unwrap_err().to_string();
+        assert!(err.starts_with("tables.DeviceTvmSoftwareInventory.sentinel: DeviceTvmSoftwareInventory is a Defender Vulnerability Management (TVM) table"), "{err}");
+    }
+
+    #[test]
+    fn prices_can_be_overridden_in_part() {
+        let c = Config::parse("[prices]\nanalytics_per_gb = 1.0\n").unwrap();
+        assert_eq!(c.prices.analytics_per_gb, 1.0);
+        assert_eq!(c.prices.basic_per_gb, Prices::default().basic_per_gb);
+        let err = Config::parse("[prices]\nanalytics = 1.0\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `analytics`"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! Everything else lives in the library crates.
 
 mod config;
+mod estimate;
 mod generate;
+mod html;
 mod report;
 mod run;
 mod schemas;
@@ -29,6 +31,14 @@ enum Command {
     /// Run the pipeline: read Defender events, decode and validate them, write the Parquet
     /// archive and dead letters, and print the accounting per table.
     Run(run::RunArgs),
+    /// Estimate before switching anything on: run a sample through the decoder and the config's
+    /// selection and filters, and report per table the events/s, the GB/day Sentinel would bill
+    /// before and after the filters, the cost per month per tier, and the Parquet footprint.
+    Estimate(estimate::EstimateArgs),
+    /// Check the config's filters on a sample (rows and columns kept, billed GB saved), or print
+    /// them as DCR transformations.
+    #[command(subcommand)]
+    Filter(estimate::FilterCommand),
     /// Write synthetic, realistic Streaming API traffic (Event Hubs message bodies or bare
     /// records, one per line) for demos, tests and benchmarks.
     Generate(generate::GenerateArgs),
@@ -42,6 +52,8 @@ fn main() -> ExitCode {
     init_logging(&cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Estimate(args) => estimate::estimate(args),
+        Command::Filter(cmd) => estimate::filter(cmd),
         Command::Generate(args) => generate::generate(args),
         Command::Schemas(cmd) => schemas::schemas(cmd),
     };

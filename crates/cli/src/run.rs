@@ -33,26 +33,15 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None if !args.input.is_empty() && args.archive.is_some() => Config::default(),
-        None => bail!("no --config given: pass --config FILE, or both --input PATH... and --archive URL"),
-    };
-    if !args.input.is_empty() {
-        config.source.files = Some(crate::config::FilesSource { paths: args.input.clone() });
+    let config = Config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
+    let files = config.source.files.as_ref().expect("resolve checks the source");
+    let archive = config.archive.as_ref().expect("resolve checks the archive");
+    if config.policy.any_sentinel() {
+        bail!(
+            "the config sends tables to Sentinel (`sentinel = true`), but this version of `run` writes only the archive; \
+             use `defender-ingest estimate` to see what Sentinel would receive and cost, or set `sentinel = false`"
+        );
     }
-    if let Some(url) = &args.archive {
-        match &mut config.archive {
-            Some(a) => a.url = url.clone(),
-            None => config.archive = Some(crate::config::ArchiveSection::with_url(url)),
-        }
-    }
-    let Some(files) = &config.source.files else {
-        bail!("no source configured: add a [source.files] section with `paths`, or pass --input");
-    };
-    let Some(archive) = &config.archive else {
-        bail!("no archive configured: add an [archive] section with `url`, or pass --archive");
-    };
     let inputs = resolve_inputs(&files.paths)?;
     let location = store::open(&archive.url)?;
     let archive_display = location.display.clone();

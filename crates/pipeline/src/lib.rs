@@ -13,8 +13,13 @@
 //! - Each epoch registers with the [`AckTracker`] as many parts as it has table batches plus
 //!   tables with dead letters; the archive reports each part durable once its file is stored.
 //!   The committable position of a partition only ever covers epochs that are wholly durable.
+//! - The [`Policy`] decides, per table, whether rows go to the archive and through which filter;
+//!   rows no destination takes are counted as `filtered`.
 //! - The run ends when the source is exhausted and every epoch is durable; an epoch that is not
 //!   is an error, never a silent loss.
+
+pub mod estimate;
+pub mod policy;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,13 +29,15 @@ use std::{
 };
 
 use defender_core::{
-    Accounting, Catalog, Decoder, FlushRule,
+    Accounting, Catalog, Decoder, FlushRule, TableBatch,
     ack::{AckError, AckTracker},
     decode::DecoderOutput,
 };
 use defender_sinks::{ArchiveSink, Durable, archive::ArchiveError};
 use defender_sources::{ByteBudget, SourceError, SourceEvent};
 use tokio::sync::mpsc;
+
+pub use crate::policy::Policy;
 
 /// Epochs queued between the decoder and the sinks.
 pub const EPOCH_QUEUE: usize = 4;
@@ -39,6 +46,8 @@ pub const EPOCH_QUEUE: usize = 4;
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
     pub flush: FlushRule,
+    /// Where each table goes (default: everything to the archive).
+    pub policy: Arc<Policy>,
     /// Raw input bytes in flight between the source and the decoder.
     pub budget_bytes: usize,
     /// How often the sink task rolls files that reached their age and reports progress.
@@ -47,7 +56,12 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     fn default() -> Self {
-        Self { flush: FlushRule::default(), budget_bytes: 64 << 20, tick: Duration::from_secs(1) }
+        Self {
+            flush: FlushRule::default(),
+            policy: Arc::new(Policy::default()),
+            budget_bytes: 64 << 20,
+            tick: Duration::from_secs(1),
+        }
     }
 }
 
@@ -84,6 +98,12 @@ pub enum PipelineError {
     NotDurable(usize),
     #[error("pipeline task failed: {0}")]
     Task(String),
+    #[error("filter of table {table}: {source}")]
+    Filter {
+        table: String,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
 }
 
 /// Runs a pipeline to the end of its source. `source` is given the channel and budget to fill.
@@ -103,8 +123,15 @@ where
     let (source_tx, source_rx) = mpsc::channel(16);
     let (epoch_tx, epoch_rx) = mpsc::channel(EPOCH_QUEUE);
     let source_task = tokio::spawn(source(source_tx, budget));
-    let decode_task = tokio::spawn(decode_stage(catalog, source_rx, epoch_tx, options.flush, options.tick));
-    let sink_result = sink_stage(epoch_rx, archive, options.tick, started, progress).await;
+    let decode_task = tokio::spawn(decode_stage(catalog.clone(), source_rx, epoch_tx, options.flush, options.tick));
+    let state = SinkState {
+        archive,
+        catalog,
+        policy: options.policy,
+        tracker: AckTracker::default(),
+        report: RunReport::default(),
+    };
+    let sink_result = sink_stage(epoch_rx, state, options.tick, started, progress).await;
     let source_result = source_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
     decode_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
     let mut report = sink_result?;
@@ -177,17 +204,41 @@ async fn decode_stage(
 
 struct SinkState {
     archive: ArchiveSink,
+    catalog: Arc<Catalog>,
+    policy: Arc<Policy>,
     tracker: AckTracker,
     report: RunReport,
 }
 
 impl SinkState {
+    /// The rows of `batch` the archive takes under the policy; the others are counted filtered.
+    fn archive_route(&mut self, batch: &TableBatch) -> Result<Option<TableBatch>, PipelineError> {
+        let route = self.policy.routes(&self.catalog, &batch.table).archive;
+        let kept = match (route.enabled, &route.filter) {
+            (false, _) => None,
+            (true, None) => Some(batch.clone()),
+            (true, Some(filter)) => {
+                let rows = filter
+                    .apply(&batch.batch)
+                    .map_err(|source| PipelineError::Filter { table: batch.table.to_string(), source })?;
+                (rows.num_rows() > 0).then(|| TableBatch { batch: rows, ..batch.clone() })
+            }
+        };
+        let written = kept.as_ref().map_or(0, TableBatch::rows);
+        self.report.accounting.table(&batch.table).filtered += (batch.rows() - written) as u64;
+        Ok(kept)
+    }
+
     async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
         self.report.accounting.merge(&out.accounting);
-        let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
-        let parts = out.batches.len() + dead_tables.len();
-        self.tracker.register(out.partition, out.last_offset, parts as u32)?;
+        let mut batches = Vec::with_capacity(out.batches.len());
         for batch in &out.batches {
+            batches.extend(self.archive_route(batch)?);
+        }
+        let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
+        let parts = batches.len() + dead_tables.len();
+        self.tracker.register(out.partition, out.last_offset, parts as u32)?;
+        for batch in &batches {
             let durable = self.archive.write(batch).await?;
             self.durable(durable)?;
         }
@@ -241,12 +292,11 @@ impl SinkState {
 
 async fn sink_stage(
     mut rx: mpsc::Receiver<DecoderOutput>,
-    archive: ArchiveSink,
+    mut state: SinkState,
     tick: Duration,
     started: Instant,
     mut progress: impl FnMut(&Progress),
 ) -> Result<RunReport, PipelineError> {
-    let mut state = SinkState { archive, tracker: AckTracker::default(), report: RunReport::default() };
     let mut timer = tokio::time::interval(tick);
     loop {
         tokio::select! {

@@ -37,6 +37,65 @@ impl Span {
     }
 }
 
+/// Writer properties of every archive file.
+fn writer_properties(table: &str, config: &ArchiveConfig) -> Result<WriterProperties, ArchiveError> {
+    let level = ZstdLevel::try_new(config.zstd_level)
+        .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
+    Ok(WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(PqCompression::ZSTD(level))
+        .set_max_row_group_row_count(Some(config.row_group_rows))
+        .set_created_by(concat!("defender-ingest ", env!("CARGO_PKG_VERSION")).to_string())
+        .build())
+}
+
+/// Counts the bytes written to it and keeps none.
+#[derive(Debug, Default)]
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes batches exactly as the archive would, keeping only the byte count: what estimate
+/// mode reports as the Parquet footprint (no guessed compression ratio).
+pub struct ParquetSizer {
+    table: String,
+    writer: ArrowWriter<Counter>,
+}
+
+impl std::fmt::Debug for ParquetSizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSizer").field("table", &self.table).finish()
+    }
+}
+
+impl ParquetSizer {
+    pub fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
+        let props = writer_properties(table, config)?;
+        let writer = ArrowWriter::try_new(Counter::default(), schema, Some(props))
+            .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
+        Ok(Self { table: table.to_string(), writer })
+    }
+
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArchiveError> {
+        self.writer.write(batch).map_err(|source| ArchiveError::Encode { table: self.table.clone(), source })
+    }
+
+    /// The size of the finished file.
+    pub fn finish(self) -> Result<u64, ArchiveError> {
+        let table = self.table;
+        Ok(self.writer.into_inner().map_err(|source| ArchiveError::Encode { table, source })?.0)
+    }
+}
+
 pub(crate) struct ParquetFile {
     table: String,
     writer: ArrowWriter<Vec<u8>>,
@@ -46,14 +105,7 @@ pub(crate) struct ParquetFile {
 
 impl ParquetFile {
     pub(crate) fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
-        let level = ZstdLevel::try_new(config.zstd_level)
-            .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
-        let props = WriterProperties::builder()
-            .set_writer_version(WriterVersion::PARQUET_2_0)
-            .set_compression(PqCompression::ZSTD(level))
-            .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_created_by(concat!("defender-ingest ", env!("CARGO_PKG_VERSION")).to_string())
-            .build();
+        let props = writer_properties(table, config)?;
         let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
             .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
         Ok(Self { table: table.to_string(), writer, span: Span::new(), opened: Instant::now() })

@@ -19,6 +19,8 @@
 mod files;
 mod layout;
 
+pub use files::ParquetSizer;
+
 use std::{
     collections::HashMap,
     sync::Arc,

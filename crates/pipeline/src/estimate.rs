@@ -1,0 +1,250 @@
+//! Estimate mode: the same source and decoder as a run, no sink. Per table it reports what
+//! Sentinel would bill before and after the table's Sentinel filter, what that costs per tier,
+//! and the Parquet bytes the archive would write (the sample is encoded for real, with the
+//! archive's settings: no guessed compression ratio).
+//!
+//! Projection: the sample's event-time span (from its earliest to its latest `Timestamp`,
+//! over all tables) stands for the stream's rate: GB/day = billed bytes / span × 86,400 / 10⁹.
+//! "Before" is the whole table sent with every column (what switching the table on would cost);
+//! "after" is what the policy sends (nothing for tables not sent to Sentinel).
+
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Instant};
+
+use arrow_array::{Array, TimestampNanosecondArray};
+use defender_core::{
+    Catalog,
+    billing::{self, Prices, Tier},
+    decode::DecoderOutput,
+    schema::COL_TIMESTAMP,
+};
+use defender_sinks::{ArchiveConfig, archive::ParquetSizer};
+use defender_sources::{ByteBudget, SourceError, SourceEvent};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::{EPOCH_QUEUE, PipelineError, PipelineOptions, decode_stage, policy::Policy};
+
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
+/// Costs of one table per month (USD unless the price table says otherwise).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonthlyCost {
+    pub analytics_before: f64,
+    pub analytics_after: f64,
+    pub basic_after: f64,
+    pub auxiliary_after: f64,
+    pub archive: f64,
+}
+
+/// The estimate of one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableEstimate {
+    pub table: String,
+    pub unknown_table: bool,
+    pub tvm: bool,
+    pub records: u64,
+    pub dead_lettered: u64,
+    pub raw_bytes: u64,
+    pub records_per_second: f64,
+    pub sentinel: bool,
+    /// Why the table can never go to Sentinel (`tvm`, `unknown_table`).
+    pub sentinel_refused: Option<String>,
+    pub rows_kept: u64,
+    pub columns_in: usize,
+    pub columns_kept: usize,
+    pub billed_bytes_before: u64,
+    pub billed_bytes_after: u64,
+    pub billed_bytes_after_auxiliary: u64,
+    pub gb_per_day_before: f64,
+    pub gb_per_day_after: f64,
+    pub archive_rows: u64,
+    pub parquet_bytes: u64,
+    pub parquet_gb_per_day: f64,
+    pub cost_per_month: MonthlyCost,
+}
+
+/// The whole estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub tables: Vec<TableEstimate>,
+    pub totals: TableEstimate,
+    /// Seconds of event time the sample covers.
+    pub event_span_seconds: f64,
+    pub prices: Prices,
+    /// Monthly saving the Sentinel filters and selection buy (analytics tier).
+    pub saving_per_month: f64,
+    pub elapsed_seconds: f64,
+}
+
+#[derive(Default)]
+struct Acc {
+    est: TableEstimate,
+    sizer: Option<ParquetSizer>,
+}
+
+/// Accumulates decoder output into an [`Estimate`].
+pub struct Estimator {
+    catalog: Arc<Catalog>,
+    policy: Arc<Policy>,
+    archive: ArchiveConfig,
+    tables: BTreeMap<String, Acc>,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl std::fmt::Debug for Estimator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Estimator").field("tables", &self.tables.len()).finish()
+    }
+}
+
+impl Estimator {
+    pub fn new(catalog: Arc<Catalog>, policy: Arc<Policy>, archive: ArchiveConfig) -> Self {
+        Self { catalog, policy, archive, tables: BTreeMap::new(), min_ts: i64::MAX, max_ts: i64::MIN }
+    }
+
+    pub fn add(&mut self, out: &DecoderOutput) -> Result<(), PipelineError> {
+        for (table, stats) in &out.accounting.tables {
+            let acc = self.tables.entry(table.clone()).or_default();
+            acc.est.records += stats.records_in;
+            acc.est.dead_lettered += stats.dead_lettered_total();
+            acc.est.raw_bytes += stats.bytes_in;
+            acc.est.unknown_table |= stats.unknown_table;
+        }
+        for batch in &out.batches {
+            let b = &batch.batch;
+            if let Some(ts) =
+                b.column_by_name(COL_TIMESTAMP).and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            {
+                for v in ts.iter().flatten() {
+                    self.min_ts = self.min_ts.min(v);
+                    self.max_ts = self.max_ts.max(v);
+                }
+            }
+            let routes = self.policy.routes(&self.catalog, &batch.table);
+            let filter_err = |source| PipelineError::Filter { table: batch.table.to_string(), source };
+            let billing_err =
+                |e: billing::BillingError| PipelineError::Task(format!("billing of table {}: {e}", batch.table));
+            let acc = self.tables.entry(batch.table.to_string()).or_default();
+            acc.est.tvm = self.catalog.get(&batch.table).is_some_and(|t| t.tvm);
+            acc.est.sentinel = routes.sentinel.enabled;
+            acc.est.sentinel_refused = routes.sentinel_refused.map(str::to_string);
+            acc.est.columns_in = b.num_columns();
+            if !batch.unknown_table {
+                acc.est.billed_bytes_before += billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)?;
+            }
+            if routes.sentinel.enabled {
+                let sent = match &routes.sentinel.filter {
+                    Some(f) => f.apply(b).map_err(filter_err)?,
+                    None => b.clone(),
+                };
+                acc.est.rows_kept += sent.num_rows() as u64;
+                acc.est.columns_kept = sent.num_columns();
+                acc.est.billed_bytes_after += billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
+                acc.est.billed_bytes_after_auxiliary +=
+                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?;
+            }
+            if routes.archive.enabled {
+                let kept = match &routes.archive.filter {
+                    Some(f) => f.apply(b).map_err(filter_err)?,
+                    None => b.clone(),
+                };
+                if acc.sizer.is_none() {
+                    acc.sizer = Some(ParquetSizer::new(&batch.table, b.schema(), &self.archive)?);
+                }
+                acc.sizer.as_mut().expect("set above").add(&kept)?;
+                acc.est.archive_rows += kept.num_rows() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self, prices: Prices, elapsed_seconds: f64) -> Result<Estimate, PipelineError> {
+        let span = if self.max_ts > self.min_ts { (self.max_ts - self.min_ts) as f64 / 1e9 } else { 1.0 };
+        let per_day = |bytes: u64| bytes as f64 / span * SECONDS_PER_DAY / 1e9;
+        let mut tables = Vec::new();
+        let mut totals = TableEstimate { table: "total".into(), ..TableEstimate::default() };
+        for (name, acc) in self.tables {
+            let mut e = acc.est;
+            e.table = name;
+            if let Some(sizer) = acc.sizer {
+                e.parquet_bytes = sizer.finish()?;
+            }
+            e.records_per_second = e.records as f64 / span;
+            e.gb_per_day_before = per_day(e.billed_bytes_before);
+            e.gb_per_day_after = per_day(e.billed_bytes_after);
+            e.parquet_gb_per_day = per_day(e.parquet_bytes);
+            e.cost_per_month = MonthlyCost {
+                analytics_before: billing::monthly_cost(e.gb_per_day_before, prices.analytics_per_gb),
+                analytics_after: billing::monthly_cost(e.gb_per_day_after, prices.analytics_per_gb),
+                basic_after: billing::monthly_cost(e.gb_per_day_after, prices.basic_per_gb),
+                auxiliary_after: billing::monthly_cost(
+                    per_day(e.billed_bytes_after_auxiliary),
+                    prices.auxiliary_per_gb,
+                ),
+                // One month of archive data kept for a month.
+                archive: billing::monthly_cost(e.parquet_gb_per_day, prices.archive_storage_per_gb_month),
+            };
+            add_to(&mut totals, &e);
+            tables.push(e);
+        }
+        totals.records_per_second = totals.records as f64 / span;
+        totals.sentinel = tables.iter().any(|t| t.sentinel);
+        let saving_per_month = totals.cost_per_month.analytics_before - totals.cost_per_month.analytics_after;
+        Ok(Estimate { tables, totals, event_span_seconds: span, prices, saving_per_month, elapsed_seconds })
+    }
+}
+
+fn add_to(t: &mut TableEstimate, e: &TableEstimate) {
+    t.records += e.records;
+    t.dead_lettered += e.dead_lettered;
+    t.raw_bytes += e.raw_bytes;
+    t.rows_kept += e.rows_kept;
+    t.billed_bytes_before += e.billed_bytes_before;
+    t.billed_bytes_after += e.billed_bytes_after;
+    t.billed_bytes_after_auxiliary += e.billed_bytes_after_auxiliary;
+    t.gb_per_day_before += e.gb_per_day_before;
+    t.gb_per_day_after += e.gb_per_day_after;
+    t.archive_rows += e.archive_rows;
+    t.parquet_bytes += e.parquet_bytes;
+    t.parquet_gb_per_day += e.parquet_gb_per_day;
+    let (c, x) = (&mut t.cost_per_month, &e.cost_per_month);
+    c.analytics_before += x.analytics_before;
+    c.analytics_after += x.analytics_after;
+    c.basic_after += x.basic_after;
+    c.auxiliary_after += x.auxiliary_after;
+    c.archive += x.archive;
+}
+
+/// Runs a source through the decoder into an [`Estimator`]; nothing is written, nothing committed.
+pub async fn estimate<S, F>(
+    catalog: Arc<Catalog>,
+    source: S,
+    options: PipelineOptions,
+    archive: ArchiveConfig,
+    prices: Prices,
+) -> Result<Estimate, PipelineError>
+where
+    S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+    F: Future<Output = Result<(), SourceError>> + Send + 'static,
+{
+    let started = Instant::now();
+    let budget = ByteBudget::new(options.budget_bytes);
+    let (source_tx, source_rx) = mpsc::channel(16);
+    let (epoch_tx, mut epoch_rx) = mpsc::channel(EPOCH_QUEUE);
+    let source_task = tokio::spawn(source(source_tx, budget));
+    let decode_task = tokio::spawn(decode_stage(catalog.clone(), source_rx, epoch_tx, options.flush, options.tick));
+    let mut estimator = Estimator::new(catalog, options.policy, archive);
+    let mut result = Ok(());
+    while let Some(out) = epoch_rx.recv().await {
+        if let Err(e) = estimator.add(&out) {
+            result = Err(e);
+            break;
+        }
+    }
+    drop(epoch_rx);
+    source_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
+    decode_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    result?;
+    estimator.finish(prices, started.elapsed().as_secs_f64())
+}
