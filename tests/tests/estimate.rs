@@ -1,0 +1,161 @@
+//! `estimate` and `filter check` as a user runs them: billed bytes against a hand computation,
+//! the saving of a DeviceNetworkEvents filter, and the HTML report rendered by headless
+//! Chromium with its charts visible.
+
+use std::{path::Path, process::Command};
+
+use defender_core::Catalog;
+use defender_gen::{GenOptions, Target};
+use defender_tests::{infra, python, run_cli};
+use serde_json::Value;
+
+fn write(path: &Path, text: &str) -> String {
+    std::fs::write(path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn billed_bytes_match_a_hand_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        &dir.path().join("fixture.json"),
+        concat!(
+            r#"{"time":"2026-11-20T10:59:00Z","tenantId":"t1","category":"AdvancedHunting-DeviceInfo","properties":{"Timestamp":"2026-11-20T10:30:00.1234567Z","DeviceId":"abc","ReportId":639199803770463703,"OSBuild":22631,"IsAzureADJoined":true,"MachineGroup":null}}"#,
+            "\n",
+            r#"{"time":"2026-11-20T11:00:00Z","category":"AdvancedHunting-DeviceInfo","properties":{"Timestamp":"2026-11-20T10:31:00Z","DeviceName":"wks-1.corp","OSBuild":"-"}}"#,
+            "\n"
+        ),
+    );
+    let config = write(
+        &dir.path().join("c.toml"),
+        "[tables.DeviceInfo]\nsentinel = true\nsentinel_filter = 'where OSBuild > 20000 | project DeviceId, ReportId, Timestamp'\n",
+    );
+    let out = run_cli(&["estimate", "--config", &config, "--input", &input, "--json"], &[]);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = e["tables"].as_array().unwrap().iter().find(|t| t["table"] == "DeviceInfo").unwrap();
+    // Record 1: Timestamp 28 + DeviceId "abc" 3 + ReportId 18 digits + OSBuild "22631" 5
+    //   + IsAzureADJoined "true" 4 + _EnvelopeTime 28 + _EnvelopeTenantId "t1" 2 + TimeGenerated 28 = 116
+    //   (MachineGroup null and _Extra null: 0).
+    // Record 2: Timestamp 28 + DeviceName "wks-1.corp" 10 + OSBuild null (the "-" is kept in _Extra)
+    //   + _Extra `{"OSBuild":"-"}` 15 + _EnvelopeTime 28 + TimeGenerated 28 = 109.
+    assert_eq!(t["billed_bytes_before"], 116 + 109);
+    // After the filter: record 1 only (OSBuild of record 2 is null: the comparison is false),
+    // DeviceId 3 + ReportId 18 + Timestamp 28 + TimeGenerated 28 = 77.
+    assert_eq!(t["billed_bytes_after"], 77);
+    assert_eq!(t["rows_kept"], 1);
+    assert_eq!(t["columns_kept"], 3);
+    // Two minutes of event time (10:30:00.1234567 to 10:31:00 is 59.8765433 s).
+    assert!((e["event_span_seconds"].as_f64().unwrap() - 59.876_543_3).abs() < 1e-6);
+}
+
+const NETWORK_FILTER: &str = r#"
+# Everything to Sentinel by default: TVM tables must still stay off that path.
+[tables.default]
+sentinel = true
+
+[tables.DeviceNetworkEvents]
+sentinel = true
+sentinel_filter = '''
+where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
+| project-away AdditionalFields
+'''
+"#;
+
+fn network_sample(dir: &Path) -> String {
+    let options = GenOptions {
+        seed: 11,
+        tables: vec!["DeviceNetworkEvents".into(), "DeviceProcessEvents".into()],
+        target: Target::Records(1500),
+        ..GenOptions::default()
+    };
+    let tvm = GenOptions {
+        tables: vec!["DeviceTvmSoftwareInventory".into()],
+        target: Target::Records(20),
+        ..options.clone()
+    };
+    let path = dir.join("sample.json");
+    let mut f = std::fs::File::create(&path).unwrap();
+    defender_gen::generate(&Catalog::embedded(), &options, &mut f).unwrap();
+    defender_gen::generate(&Catalog::embedded(), &tvm, &mut f).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_network_filter_shows_its_saving_in_filter_check_and_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = network_sample(dir.path());
+    let config = write(&dir.path().join("c.toml"), NETWORK_FILTER);
+    let out = run_cli(&["estimate", "--config", &config, "--input", &sample, "--json"], &[]);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = e["tables"].as_array().unwrap();
+    let net = tables.iter().find(|t| t["table"] == "DeviceNetworkEvents").unwrap();
+    let (before, after) = (net["billed_bytes_before"].as_u64().unwrap(), net["billed_bytes_after"].as_u64().unwrap());
+    assert!(after < before, "the filter saves: {after} < {before}");
+    assert!(net["rows_kept"].as_u64().unwrap() < net["records"].as_u64().unwrap());
+    assert_eq!(net["columns_kept"].as_u64().unwrap() + 1, net["columns_in"].as_u64().unwrap(), "AdditionalFields away");
+    let tvm = tables.iter().find(|t| t["table"] == "DeviceTvmSoftwareInventory").unwrap();
+    assert_eq!(tvm["billed_bytes_after"], 0, "TVM never reaches the Sentinel path");
+    assert_eq!(tvm["sentinel_refused"], "tvm");
+    assert!(e["saving_per_month"].as_f64().unwrap() > 0.0);
+
+    let out = run_cli(&["filter", "check", "--config", &config, "--sample", &sample], &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("DeviceNetworkEvents")).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], net["records"].to_string(), "rows in");
+    assert_eq!(cols[2], net["rows_kept"].to_string(), "rows kept");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("DeviceTvmSoftwareInventory") && l.ends_with("(TVM: never sent to Sentinel)"))
+    );
+
+    let out = run_cli(&["filter", "check", "--config", &config, "--as-dcr"], &[]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "DeviceNetworkEvents:\n  source | where not(ActionType == \"ConnectionSuccess\" and RemotePort in (80, 443)) | project-away AdditionalFields\n\n"
+    );
+}
+
+#[test]
+fn the_html_report_renders_with_its_charts_in_headless_chromium() {
+    let chromium = infra("DI_CHROMIUM");
+    let dir = tempfile::tempdir().unwrap();
+    let sample = network_sample(dir.path());
+    let config = write(&dir.path().join("c.toml"), NETWORK_FILTER);
+    let html = dir.path().join("report.html");
+    run_cli(&["estimate", "--config", &config, "--input", &sample, "--html", html.to_str().unwrap()], &[]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(r#"<svg id="gb-per-day""#) && page.contains(r#"<svg id="cost-per-tier""#));
+    assert!(
+        !page.contains("<script") && !page.contains("http://")
+            || page.matches("http://").all(|_| page.contains("xmlns=\"http://www.w3.org/2000/svg\""))
+    );
+
+    let shot = dir.path().join("report.png");
+    let profile = dir.path().join("profile");
+    let status = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            "--window-size=1200,1400",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", html.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    assert!(shot.is_file(), "chromium made no screenshot: {}", String::from_utf8_lossy(&status.stderr));
+    let stats: Value =
+        serde_json::from_str(&python("png_stats.py", &[shot.to_str().unwrap(), "#1f6feb", "#b0b7c3", "#2da44e"]))
+            .unwrap();
+    assert!(stats["non_white_fraction"].as_f64().unwrap() > 0.02, "not blank: {stats}");
+    for color in ["#1f6feb", "#b0b7c3", "#2da44e"] {
+        assert!(stats["colors"][color].as_u64().unwrap() > 100, "bars of {color} are drawn: {stats}");
+    }
+}
