@@ -3,7 +3,7 @@
 //! A [`Decoder`] serves one source partition. It is fed message bodies in offset order: either
 //! an Event Hubs body `{"records":[...]}` or one bare record (the storage-export line shape).
 //! Each body is parsed once by simd-json into a tape that is reused between messages; each
-//! record is routed by `category` to its [`table::TableDecoder`], built once per table schema,
+//! record is routed by `category` to its `TableDecoder` (module `table`), built once per table schema,
 //! which appends the `properties` straight into Arrow builders.
 //!
 //! Every record ends in exactly one place: decoded into its table's batch, kept whole as raw
