@@ -22,7 +22,7 @@ use defender_sources::{ByteBudget, SourceError, SourceEvent};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::{EPOCH_QUEUE, PipelineError, PipelineOptions, decode_stage, policy::Policy};
+use crate::{PipelineError, PipelineOptions, policy::Policy};
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
@@ -229,22 +229,18 @@ where
     F: Future<Output = Result<(), SourceError>> + Send + 'static,
 {
     let started = Instant::now();
-    let budget = ByteBudget::new(options.budget_bytes);
-    let (source_tx, source_rx) = mpsc::channel(16);
-    let (epoch_tx, mut epoch_rx) = mpsc::channel(EPOCH_QUEUE);
-    let source_task = tokio::spawn(source(source_tx, budget));
-    let decode_task = tokio::spawn(decode_stage(catalog.clone(), source_rx, epoch_tx, options.flush, options.tick));
+    let front = crate::Front::spawn(catalog.clone(), source, &options);
+    let mut epochs = front.epochs;
     let mut estimator = Estimator::new(catalog, options.policy, archive);
     let mut result = Ok(());
-    while let Some(out) = epoch_rx.recv().await {
+    while let Some(out) = epochs.recv().await {
         if let Err(e) = estimator.add(&out) {
             result = Err(e);
             break;
         }
     }
-    drop(epoch_rx);
-    source_task.await.map_err(|e| PipelineError::Task(e.to_string()))??;
-    decode_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    drop(epochs);
+    front.tasks.join().await?;
     result?;
     estimator.finish(prices, started.elapsed().as_secs_f64())
 }

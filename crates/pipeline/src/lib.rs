@@ -119,11 +119,8 @@ where
     F: Future<Output = Result<(), SourceError>> + Send + 'static,
 {
     let started = Instant::now();
-    let budget = ByteBudget::new(options.budget_bytes);
-    let (source_tx, source_rx) = mpsc::channel(16);
-    let (epoch_tx, epoch_rx) = mpsc::channel(EPOCH_QUEUE);
-    let source_task = tokio::spawn(source(source_tx, budget));
-    let decode_task = tokio::spawn(decode_stage(catalog.clone(), source_rx, epoch_tx, options.flush, options.tick));
+    let front = Front::spawn(catalog.clone(), source, &options);
+    let epoch_rx = front.epochs;
     let state = SinkState {
         archive,
         catalog,
@@ -132,12 +129,46 @@ where
         report: RunReport::default(),
     };
     let sink_result = sink_stage(epoch_rx, state, options.tick, started, progress).await;
-    let source_result = source_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
-    decode_task.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    front.tasks.join().await?;
     let mut report = sink_result?;
-    source_result?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The source and decode tasks, and the channel of epochs they feed.
+pub(crate) struct Front {
+    pub(crate) epochs: mpsc::Receiver<DecoderOutput>,
+    pub(crate) tasks: FrontTasks,
+}
+
+pub(crate) struct FrontTasks {
+    source: tokio::task::JoinHandle<Result<(), SourceError>>,
+    decode: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    pub(crate) fn spawn<S, F>(catalog: Arc<Catalog>, source: S, options: &PipelineOptions) -> Self
+    where
+        S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+        F: Future<Output = Result<(), SourceError>> + Send + 'static,
+    {
+        let budget = ByteBudget::new(options.budget_bytes);
+        let (source_tx, source_rx) = mpsc::channel(16);
+        let (epoch_tx, epochs) = mpsc::channel(EPOCH_QUEUE);
+        let source = tokio::spawn(source(source_tx, budget));
+        let decode = tokio::spawn(decode_stage(catalog, source_rx, epoch_tx, options.flush, options.tick));
+        Self { epochs, tasks: FrontTasks { source, decode } }
+    }
+}
+
+impl FrontTasks {
+    /// Waits for both tasks (they end once the epoch receiver is gone or the input is done);
+    /// a source error is returned.
+    pub(crate) async fn join(self) -> Result<(), PipelineError> {
+        let source = self.source.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+        self.decode.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+        Ok(source?)
+    }
 }
 
 /// One decoder per partition; epochs cut by the flush rule, at the end of a partition, and at
