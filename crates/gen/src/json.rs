@@ -209,21 +209,8 @@ pub(crate) fn guid(seed: u64) -> String {
     s
 }
 
-/// Appends the standard base64 of `bytes`.
-pub(crate) fn push_base64(out: &mut String, bytes: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-}
+/// Appends the standard base64 of `bytes` (the dead letters' encoder).
+pub(crate) use defender_core::deadletter::push_base64;
 
 /// Writes a JSON object field by field (for `AdditionalFields` and other JSON text).
 #[derive(Debug)]
