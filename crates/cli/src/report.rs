@@ -48,7 +48,8 @@ pub fn human_bytes(n: u64) -> String {
 pub fn table(s: &Summary) -> String {
     let mut out = String::new();
     let width = s.tables.keys().map(String::len).max().unwrap_or(5).max(6);
-    let header = ["records in", "written", "dead-lettered", "coerced", "kept in _Extra", "bytes in", "parquet"];
+    let header =
+        ["records in", "archived", "filtered", "dead-lettered", "coerced", "kept in _Extra", "bytes in", "parquet"];
     let _ = write!(out, "{:<width$}", "table");
     for h in header {
         let _ = write!(out, "  {h:>14}");
@@ -60,6 +61,7 @@ pub fn table(s: &Summary) -> String {
         for v in [
             t.records_in.to_string(),
             t.written_archive.to_string(),
+            t.filtered.to_string(),
             t.dead_lettered_total().to_string(),
             t.coerced.values().sum::<u64>().to_string(),
             t.kept_in_extra.values().sum::<u64>().to_string(),

@@ -14,11 +14,14 @@ pub struct TableStats {
     pub records_in: u64,
     /// Records decoded into rows.
     pub decoded: u64,
+    /// Rows at least one destination (the archive, Sentinel) took; durable when the run ends
+    /// successfully.
+    pub delivered: u64,
     /// Rows durable in the Parquet archive.
     pub written_archive: u64,
     /// Rows accepted by Sentinel.
     pub sent_sentinel: u64,
-    /// Rows dropped on purpose by the table's policy (not sent anywhere).
+    /// Rows no destination took, on purpose (the table's selection and filters).
     pub filtered: u64,
     /// Dead-lettered records, by reason.
     pub dead_lettered: BTreeMap<String, u64>,
@@ -44,14 +47,15 @@ impl TableStats {
         self.dead_lettered.values().sum()
     }
 
-    /// Records that reached their end: written to a destination, filtered, or dead-lettered.
+    /// Records that reached their end: delivered to a destination, filtered, or dead-lettered.
     pub fn accounted(&self) -> u64 {
-        self.written_archive.max(self.sent_sentinel) + self.filtered + self.dead_lettered_total()
+        self.delivered + self.filtered + self.dead_lettered_total()
     }
 
     pub fn merge(&mut self, other: &Self) {
         self.records_in += other.records_in;
         self.decoded += other.decoded;
+        self.delivered += other.delivered;
         self.written_archive += other.written_archive;
         self.sent_sentinel += other.sent_sentinel;
         self.filtered += other.filtered;
@@ -120,11 +124,11 @@ mod tests {
         let mut a = Accounting::default();
         let t = a.table("T");
         t.records_in = 5;
-        t.written_archive = 3;
+        t.delivered = 3;
         t.dead_lettered.insert("no_timestamp".into(), 1);
         let mut b = Accounting::default();
         b.table("T").records_in = 1;
-        b.table("T").written_archive = 1;
+        b.table("T").delivered = 1;
         b.table("T").dead_lettered.insert("no_timestamp".into(), 1);
         a.merge(&b);
         assert_eq!(a.tables["T"].records_in, 6);

@@ -28,6 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arrow_array::BooleanArray;
 use defender_core::{
     Accounting, Catalog, Decoder, FlushRule, TableBatch,
     ack::{AckError, AckTracker},
@@ -242,29 +243,43 @@ struct SinkState {
 }
 
 impl SinkState {
-    /// The rows of `batch` the archive takes under the policy; the others are counted filtered.
-    fn archive_route(&mut self, batch: &TableBatch) -> Result<Option<TableBatch>, PipelineError> {
-        let route = self.policy.routes(&self.catalog, &batch.table).archive;
-        let kept = match (route.enabled, &route.filter) {
-            (false, _) => None,
-            (true, None) => Some(batch.clone()),
-            (true, Some(filter)) => {
-                let rows = filter
-                    .apply(&batch.batch)
-                    .map_err(|source| PipelineError::Filter { table: batch.table.to_string(), source })?;
-                (rows.num_rows() > 0).then(|| TableBatch { batch: rows, ..batch.clone() })
+    /// The rows of `batch` each destination takes under the policy: (archive, Sentinel). Counts
+    /// the rows at least one takes as delivered and the others as filtered.
+    fn route(&mut self, batch: &TableBatch) -> Result<(Option<TableBatch>, Option<TableBatch>), PipelineError> {
+        let routes = self.policy.routes(&self.catalog, &batch.table);
+        let err = |source| PipelineError::Filter { table: batch.table.to_string(), source };
+        let rows = batch.rows();
+        let mut taken = BooleanArray::from(vec![false; rows]);
+        let mut outputs = [None, None];
+        for (i, route) in [&routes.archive, &routes.sentinel].into_iter().enumerate() {
+            if !route.enabled {
+                continue;
             }
-        };
-        let written = kept.as_ref().map_or(0, TableBatch::rows);
-        self.report.accounting.table(&batch.table).filtered += (batch.rows() - written) as u64;
-        Ok(kept)
+            let Some(filter) = &route.filter else {
+                taken = BooleanArray::from(vec![true; rows]);
+                outputs[i] = Some(batch.clone());
+                continue;
+            };
+            let mask = filter.row_mask(&batch.batch).map_err(err)?;
+            taken = arrow_arith::boolean::or(&taken, &mask).map_err(err)?;
+            let kept = filter.apply(&batch.batch).map_err(err)?;
+            outputs[i] = (kept.num_rows() > 0).then(|| TableBatch { batch: kept, ..batch.clone() });
+        }
+        let delivered = taken.true_count() as u64;
+        let stats = self.report.accounting.table(&batch.table);
+        stats.delivered += delivered;
+        stats.filtered += rows as u64 - delivered;
+        let [archive, sentinel] = outputs;
+        Ok((archive, sentinel))
     }
 
     async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
         self.report.accounting.merge(&out.accounting);
         let mut batches = Vec::with_capacity(out.batches.len());
         for batch in &out.batches {
-            batches.extend(self.archive_route(batch)?);
+            // The Sentinel route is refused at config load until the Sentinel sink exists.
+            let (archive, _sentinel) = self.route(batch)?;
+            batches.extend(archive);
         }
         let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
         let parts = batches.len() + dead_tables.len();

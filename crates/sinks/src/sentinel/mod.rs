@@ -1,0 +1,50 @@
+//! The Sentinel sink's CPU half: Arrow batches → Logs Ingestion API request bodies.
+//!
+//! Two stages, both pure CPU (no network here):
+//! - [`rows`]: a [`RowEncoder`], built once per table, writes each row of a `RecordBatch` as one
+//!   compact JSON object into a shared byte buffer ([`EncodedRows`]), keyed by Sentinel column
+//!   names, with `TimeGenerated` and a deterministic `RecordId_CF`;
+//! - [`pack`]: a [`Packer`] groups encoded rows into gzip'd JSON array bodies that respect the
+//!   API's size limits (DESIGN §3, contracts §d), and [`Packer::split`] halves a body the service
+//!   refused with 413.
+//!
+//! Invariants:
+//! - every row is a valid JSON object; every body decompresses to a valid JSON array of rows, in
+//!   the order they were encoded, each row in exactly one body or in the rejected list;
+//! - no string value is longer than [`MAX_FIELD_BYTES`] (we truncate on a character boundary and
+//!   count it, instead of letting the service truncate silently);
+//! - the same record (same table, same column values) always gets the same `RecordId_CF`, so a
+//!   retried call that had in fact succeeded leaves duplicates users can remove.
+
+pub mod pack;
+pub mod rows;
+
+pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};
+pub use rows::{EncodeStats, EncodedRows, RowEncoder};
+
+use arrow_schema::DataType;
+
+/// Longest field value the Logs Ingestion API stores (64 KB); longer string values are cut.
+pub const MAX_FIELD_BYTES: usize = 65_536;
+
+/// The Sentinel column every row's event time goes to.
+pub const TIME_GENERATED: &str = "TimeGenerated";
+
+/// The internal column holding the row's deterministic id (renamed by
+/// [`defender_core::schema::sentinel_name`] to `RecordId_CF`).
+pub const COL_RECORD_ID: &str = "_RecordId";
+
+/// Errors building or running a [`RowEncoder`]: a batch or schema the encoder cannot represent.
+/// They are configuration or programming errors, not bad records.
+#[derive(Debug, thiserror::Error)]
+pub enum SentinelError {
+    #[error("table {table}: column {column} has arrow type {data_type}, which has no sentinel encoding")]
+    UnsupportedType { table: String, column: String, data_type: DataType },
+    #[error("table {table}: sentinel column name {name} is used twice")]
+    DuplicateName { table: String, name: String },
+    #[error("table {table}: the batch schema does not match the encoder's ({detail})")]
+    SchemaMismatch { table: String, detail: String },
+}
+
+#[cfg(test)]
+mod tests;
