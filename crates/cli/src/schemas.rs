@@ -1,10 +1,24 @@
-//! `defender-ingest schemas check|list`.
+//! `defender-ingest schemas check|list|dcr`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Subcommand;
-use defender_core::Catalog;
+use defender_core::{
+    Catalog, TableSchema,
+    dcr::{self, DcrOptions, DcrTable, Plan},
+    policy,
+};
+
+use crate::config::Config;
+
+/// The file `schemas dcr` writes in its output folder.
+pub const DCR_FILE: &str = "defender-sentinel.json";
 
 #[derive(Debug, Subcommand)]
 pub enum SchemasCommand {
@@ -18,6 +32,32 @@ pub enum SchemasCommand {
     },
     /// List the tables with their column counts.
     List,
+    /// Write the ARM template of the Sentinel custom tables (`<Table>_CL`) and data collection
+    /// rules (kind Direct, at most 10 tables each) for the tables the config sends to Sentinel
+    /// (without --config: every non-TVM table the Streaming API exports). Deploy it into the
+    /// resource group of the Log Analytics workspace.
+    Dcr(DcrArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DcrArgs {
+    /// The run config: its tables sent to Sentinel and their `sentinel_filter`s.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Apply each table's `sentinel_filter` in the DCR (as its `transformKql`) instead of in
+    /// defender-ingest: the stream then declares every column and the table the kept ones.
+    #[arg(long)]
+    filter_in_dcr: bool,
+    /// The table plan of a table, as TABLE=analytics|basic|auxiliary (repeatable; default
+    /// analytics). An Auxiliary table cannot change plan later.
+    #[arg(long = "plan", value_name = "TABLE=PLAN")]
+    plans: Vec<String>,
+    /// The data collection rules are named PREFIX-1, PREFIX-2, ...
+    #[arg(long, default_value = "defender-ingest")]
+    dcr_prefix: String,
+    /// Folder to write `defender-sentinel.json` into.
+    #[arg(long, default_value = "deploy/sentinel")]
+    out: PathBuf,
 }
 
 pub fn schemas(cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
@@ -32,7 +72,98 @@ pub fn schemas(cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        SchemasCommand::Dcr(args) => dcr_template(&args),
     }
+}
+
+fn dcr_template(args: &DcrArgs) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::embedded();
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let mut plans = parse_plans(&args.plans)?;
+    let mut tables = Vec::new();
+    for schema in catalog.tables() {
+        let Some(table) = dcr_table(&catalog, config.as_ref(), schema, args.filter_in_dcr)? else { continue };
+        let plan = plans.remove(&schema.table).unwrap_or(Plan::Analytics);
+        tables.push(DcrTable { plan, ..table });
+    }
+    if let Some(table) = plans.keys().next() {
+        bail!("--plan {table}=...: {table} is not a table sent to Sentinel (see `defender-ingest schemas list`)");
+    }
+    tables.sort_by(|a, b| a.schema.table.cmp(&b.schema.table));
+    let options = DcrOptions { name_prefix: args.dcr_prefix.clone(), ..DcrOptions::default() };
+    let template = dcr::template(&tables, &options)?;
+    let path = write_template(&args.out, &template)?;
+    let dcrs = tables.len().div_ceil(dcr::MAX_FLOWS_PER_DCR);
+    println!("wrote {}: {} tables, {dcrs} data collection rule(s)", path.display(), tables.len());
+    for t in &tables {
+        let how = if t.transform.is_some() { "filter in the DCR" } else { "source" };
+        println!("  {}_CL  {}  {how}", t.schema.table, dcr::arm_plan(t.plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table to deploy for `schema`, if it goes to Sentinel: every non-TVM table the Streaming
+/// API exports without a config, else the tables whose Sentinel route is enabled, with the
+/// columns their Sentinel filter keeps (and, with `filter_in_dcr`, the filter as transformation).
+fn dcr_table(
+    catalog: &Catalog,
+    config: Option<&Config>,
+    schema: &Arc<TableSchema>,
+    filter_in_dcr: bool,
+) -> anyhow::Result<Option<DcrTable>> {
+    let all = DcrTable::all_columns(schema.clone());
+    let Some(config) = config else {
+        return Ok((!schema.tvm && schema.streaming_api == "GA").then_some(all));
+    };
+    let route = config.policy.routes(catalog, &schema.table).sentinel;
+    if !route.enabled {
+        return Ok(None);
+    }
+    let Some(filter) = route.filter else { return Ok(Some(all)) };
+    let names: Vec<String> = policy::table_columns(schema).into_iter().map(|(n, _)| n).collect();
+    let input: Vec<&str> = names.iter().map(String::as_str).collect();
+    let output = filter.output_columns(&input);
+    let columns = (output != names).then_some(output.clone());
+    let transform = if filter_in_dcr {
+        let text = config.tables.get(&schema.table).and_then(|e| e.sentinel_filter.as_ref());
+        let text = text.context("a Sentinel route with a filter has its filter text")?;
+        let pipeline =
+            policy::parse(text.get_ref()).with_context(|| format!("tables.{}.sentinel_filter", schema.table))?;
+        Some(dcr::transform_kql(&pipeline, &output))
+    } else {
+        None
+    };
+    Ok(Some(DcrTable { columns, transform, ..all }))
+}
+
+/// `--plan TABLE=PLAN` values, by table.
+fn parse_plans(values: &[String]) -> anyhow::Result<BTreeMap<String, Plan>> {
+    let mut plans = BTreeMap::new();
+    for v in values {
+        let Some((table, plan)) = v.split_once('=') else {
+            bail!("--plan {v}: expected TABLE=analytics|basic|auxiliary");
+        };
+        let plan = match plan.to_ascii_lowercase().as_str() {
+            "analytics" => Plan::Analytics,
+            "basic" => Plan::Basic,
+            "auxiliary" => Plan::Auxiliary,
+            other => bail!("--plan {v}: unknown plan `{other}`, expected analytics, basic or auxiliary"),
+        };
+        if plans.insert(table.to_string(), plan).is_some() {
+            bail!("--plan {v}: {table} is given twice");
+        }
+    }
+    Ok(plans)
+}
+
+/// Writes `<out>/defender-sentinel.json`: pretty JSON and a trailing newline.
+fn write_template(out: &Path, template: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(DCR_FILE);
+    let mut text = serde_json::to_string_pretty(template)?;
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 fn check(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,7 @@ pub mod accounting;
 pub mod ack;
 pub mod batch;
 pub mod billing;
+pub mod dcr;
 pub mod deadletter;
 pub mod decode;
 pub mod policy;

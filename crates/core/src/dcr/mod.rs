@@ -42,9 +42,7 @@ use serde_json::{Value, json};
 
 use crate::{
     policy::{self, Pipeline, Stage},
-    schema::{
-        ColumnType, MAX_SENTINEL_COLUMNS, MAX_SENTINEL_NAME_LEN, RESERVED_SENTINEL_NAMES, TableSchema, sentinel_name,
-    },
+    schema::{ColumnType, MAX_SENTINEL_COLUMNS, TableSchema, invalid_sentinel_name, sentinel_name},
 };
 
 /// A Log Analytics table plan (Analytics, Basic, Auxiliary): the billing model's tier.
@@ -58,8 +56,7 @@ pub const MAX_STREAMS_PER_DCR: usize = 10;
 pub const MAX_TRANSFORM_CHARS: usize = 15_360;
 /// The column every Log Analytics row has; the sink sets it from the event `Timestamp`.
 pub const TIME_GENERATED: &str = "TimeGenerated";
-/// The column the sink adds to every row: a deterministic hash of table and record bytes.
-pub const COL_RECORD_ID: &str = "_RecordId";
+pub use crate::schema::COL_RECORD_ID;
 /// API version of the `workspaces/tables` resources (the first stable one documenting the
 /// Auxiliary plan).
 pub const TABLES_API_VERSION: &str = "2025-02-01";
@@ -172,22 +169,6 @@ pub fn arm_plan(plan: Plan) -> &'static str {
     }
 }
 
-/// Why `name` is not a valid Log Analytics column name, if it is not: the rule of
-/// `schema::sentinel` (not re-exported by `schema`, hence restated here over its constants).
-fn invalid_name(name: &str) -> Option<&'static str> {
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        Some("does not start with a letter")
-    } else if name.len() > MAX_SENTINEL_NAME_LEN {
-        Some("is longer than 45 characters")
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Some("holds a character other than a letter, digit or underscore")
-    } else if RESERVED_SENTINEL_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        Some("is reserved by Log Analytics")
-    } else {
-        None
-    }
-}
-
 /// Checks one table and computes its columns (see the module docs).
 pub fn resolve(t: &DcrTable) -> Result<ResolvedTable, DcrError> {
     let schema = &t.schema;
@@ -213,12 +194,13 @@ pub fn resolve(t: &DcrTable) -> Result<ResolvedTable, DcrError> {
             .collect::<Result<_, _>>()?,
     };
     let with_ours = |cols: &[(String, ColumnType)]| -> Result<Vec<LaColumn>, DcrError> {
-        let mut out = vec![LaColumn { name: TIME_GENERATED.to_string(), ty: ColumnType::Datetime.log_analytics_type() }];
+        let mut out =
+            vec![LaColumn { name: TIME_GENERATED.to_string(), ty: ColumnType::Datetime.log_analytics_type() }];
         out.extend(cols.iter().map(|(n, ty)| LaColumn { name: sentinel_name(n), ty: declared_type(*ty) }));
         out.push(LaColumn { name: sentinel_name(COL_RECORD_ID), ty: ColumnType::String.log_analytics_type() });
         let mut seen = HashSet::new();
         for c in &out[1..] {
-            if let Some(reason) = invalid_name(&c.name) {
+            if let Some(reason) = invalid_sentinel_name(&c.name) {
                 return Err(DcrError::ColumnName { table: table_name.clone(), column: c.name.clone(), reason });
             }
             if !seen.insert(c.name.to_ascii_lowercase()) {
@@ -298,7 +280,9 @@ fn rename(e: &mut policy::Expr) {
 }
 
 fn table_id(table_name: &str) -> String {
-    format!("[resourceId('Microsoft.OperationalInsights/workspaces/tables', variables('workspaceName'), '{table_name}')]")
+    format!(
+        "[resourceId('Microsoft.OperationalInsights/workspaces/tables', variables('workspaceName'), '{table_name}')]"
+    )
 }
 
 fn columns_json(columns: &[LaColumn]) -> Value {
@@ -339,10 +323,8 @@ pub fn template(tables: &[DcrTable], options: &DcrOptions) -> Result<Value, DcrE
     for (i, chunk) in resolved.chunks(per_dcr).enumerate() {
         let n = i + 1;
         let name = format!("{}-{n}", options.name_prefix);
-        let streams: serde_json::Map<String, Value> = chunk
-            .iter()
-            .map(|r| (r.stream.clone(), json!({ "columns": columns_json(&r.stream_columns) })))
-            .collect();
+        let streams: serde_json::Map<String, Value> =
+            chunk.iter().map(|r| (r.stream.clone(), json!({ "columns": columns_json(&r.stream_columns) }))).collect();
         let flows: Vec<Value> = chunk
             .iter()
             .map(|r| {
@@ -371,8 +353,12 @@ pub fn template(tables: &[DcrTable], options: &DcrOptions) -> Result<Value, DcrE
                 "dataFlows": flows,
             },
         }));
-        let reference = format!("reference(resourceId('Microsoft.Insights/dataCollectionRules', '{name}'), '{DCR_API_VERSION}')");
-        outputs.insert(format!("dcr{n}ImmutableId"), json!({ "type": "string", "value": format!("[{reference}.immutableId]") }));
+        let reference =
+            format!("reference(resourceId('Microsoft.Insights/dataCollectionRules', '{name}'), '{DCR_API_VERSION}')");
+        outputs.insert(
+            format!("dcr{n}ImmutableId"),
+            json!({ "type": "string", "value": format!("[{reference}.immutableId]") }),
+        );
         outputs.insert(
             format!("dcr{n}LogsIngestionEndpoint"),
             json!({ "type": "string", "value": format!("[{reference}.endpoints.logsIngestion]") }),

@@ -15,7 +15,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 pub use check::{Problem, check_tables};
-pub use sentinel::{MAX_SENTINEL_COLUMNS, MAX_SENTINEL_NAME_LEN, RESERVED_SENTINEL_NAMES, sentinel_name};
+pub use sentinel::{
+    MAX_SENTINEL_COLUMNS, MAX_SENTINEL_NAME_LEN, RESERVED_SENTINEL_NAMES, invalid_sentinel_name, sentinel_name,
+};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
@@ -32,6 +34,8 @@ pub const COL_TIME_RECEIVED: &str = "_TimeReceivedBySvc";
 pub const COL_EXTRA: &str = "_Extra";
 /// The event-time column every Defender table has.
 pub const COL_TIMESTAMP: &str = "Timestamp";
+/// Column the Sentinel sink adds to every row: a deterministic hash of the record, for dedupe.
+pub const COL_RECORD_ID: &str = "_RecordId";
 /// Unknown tables: the record's `category`.
 pub const COL_CATEGORY: &str = "_Category";
 /// Unknown tables: the whole record as compact JSON text.
