@@ -8,6 +8,7 @@
 //! Every sink acknowledges a batch only after the data it holds is durable.
 
 pub mod archive;
+pub mod sentinel;
 pub mod store;
 
 pub use archive::{ArchiveConfig, ArchiveSink, Durable};
