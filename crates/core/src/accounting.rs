@@ -19,8 +19,12 @@ pub struct TableStats {
     pub delivered: u64,
     /// Rows durable in the Parquet archive.
     pub written_archive: u64,
-    /// Rows accepted by Sentinel.
+    /// Rows accepted by Sentinel (in a dry run: stored as request bodies).
     pub sent_sentinel: u64,
+    /// Rows the Sentinel path could not carry (a row over the request limit on its own).
+    pub sentinel_rejected: u64,
+    /// Values cut at the 64 KB field limit on the Sentinel path.
+    pub sentinel_truncated: u64,
     /// Rows no destination took, on purpose (the table's selection and filters).
     pub filtered: u64,
     /// Dead-lettered records, by reason.
@@ -58,6 +62,8 @@ impl TableStats {
         self.delivered += other.delivered;
         self.written_archive += other.written_archive;
         self.sent_sentinel += other.sent_sentinel;
+        self.sentinel_rejected += other.sentinel_rejected;
+        self.sentinel_truncated += other.sentinel_truncated;
         self.filtered += other.filtered;
         self.unknown_columns += other.unknown_columns;
         self.unknown_table |= other.unknown_table;

@@ -17,7 +17,7 @@
 //!   file holding a piece of it is stored.
 
 mod files;
-mod layout;
+pub(crate) mod layout;
 
 pub use files::ParquetSizer;
 

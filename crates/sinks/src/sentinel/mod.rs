@@ -16,9 +16,11 @@
 //! - the same record (same table, same column values) always gets the same `RecordId_CF`, so a
 //!   retried call that had in fact succeeded leaves duplicates users can remove.
 
+pub mod dry_run;
 pub mod pack;
 pub mod rows;
 
+pub use dry_run::{DryRunSink, Sent};
 pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};
 pub use rows::{EncodeStats, EncodedRows, RowEncoder};
 
@@ -32,7 +34,7 @@ pub const TIME_GENERATED: &str = "TimeGenerated";
 
 /// The internal column holding the row's deterministic id (renamed by
 /// [`defender_core::schema::sentinel_name`] to `RecordId_CF`).
-pub const COL_RECORD_ID: &str = "_RecordId";
+pub use defender_core::schema::COL_RECORD_ID;
 
 /// Errors building or running a [`RowEncoder`]: a batch or schema the encoder cannot represent.
 /// They are configuration or programming errors, not bad records.
@@ -44,6 +46,14 @@ pub enum SentinelError {
     DuplicateName { table: String, name: String },
     #[error("table {table}: the batch schema does not match the encoder's ({detail})")]
     SchemaMismatch { table: String, detail: String },
+    #[error("table {table} has no schema: it cannot be sent to Sentinel")]
+    UnknownTable { table: String },
+    #[error("cannot store {path}: {source}")]
+    Put {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 #[cfg(test)]
