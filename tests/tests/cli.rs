@@ -74,3 +74,20 @@ fn generate_is_deterministic_and_gzip_round_trips() {
         .unwrap();
     assert_eq!(std::fs::read(&a).unwrap(), unzipped);
 }
+
+#[test]
+fn sending_to_sentinel_without_a_sentinel_section_is_refused_with_what_to_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[tables.DeviceInfo]\nsentinel = true\n").unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, "").unwrap();
+    let out = Command::new(binary())
+        .args(["run", "--config", config.to_str().unwrap(), "--input", input.to_str().unwrap(), "--archive"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no [sentinel] section") && err.contains("dry_run_dir"), "{err}");
+}

@@ -28,6 +28,10 @@
 //! | project-away AdditionalFields
 //! '''
 //!
+//! [sentinel]                 # the Sentinel path; today a dry run: request bodies to a directory
+//! dry_run_dir = "out/sentinel"
+//! pack = "uncompressed"      # ≤ 1 MiB of JSON per call (the SDK's rule), or "compressed"
+//!
 //! [prices]                   # override any of the illustrative list prices
 //! analytics_per_gb = 5.22
 //! ```
@@ -37,7 +41,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use defender_core::{Catalog, FlushRule, billing::Prices};
 use defender_pipeline::{PipelineOptions, Policy, policy::TableSettings};
-use defender_sinks::ArchiveConfig;
+use defender_sinks::{ArchiveConfig, sentinel::PackMode};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -52,12 +56,43 @@ pub struct Config {
     /// Per table (and `default`): destinations and filters.
     #[serde(default)]
     pub tables: BTreeMap<String, TableEntry>,
+    /// Where rows the policy sends to Sentinel go.
+    pub sentinel: Option<SentinelSection>,
     /// Price overrides for estimates.
     #[serde(default)]
     pub prices: Prices,
     /// Checked from `tables` by [`Config::parse`].
     #[serde(skip)]
     pub policy: Arc<Policy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSection {
+    /// Store every request body the Logs Ingestion client would send under this directory (or
+    /// object store URL), instead of sending it.
+    pub dry_run_dir: String,
+    #[serde(default)]
+    pub pack: PackSetting,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PackSetting {
+    /// At most 1 MiB of JSON before gzip per call, as Microsoft's SDKs do.
+    #[default]
+    Uncompressed,
+    /// At most 1 MB of gzip on the wire per call, at most 50 MiB of JSON.
+    Compressed,
+}
+
+impl PackSetting {
+    pub fn mode(self) -> PackMode {
+        match self {
+            Self::Uncompressed => PackMode::SDK,
+            Self::Compressed => PackMode::COMPRESSED,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -61,6 +61,7 @@ pub fn table(s: &Summary) -> String {
         for v in [
             t.records_in.to_string(),
             t.written_archive.to_string(),
+            t.sent_sentinel.to_string(),
             t.filtered.to_string(),
             t.dead_lettered_total().to_string(),
             t.coerced.values().sum::<u64>().to_string(),

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use defender_core::Catalog;
 use defender_pipeline::Progress;
-use defender_sinks::{ArchiveSink, store};
+use defender_sinks::{ArchiveSink, sentinel::DryRunSink, store};
 use defender_sources::{FileSource, resolve_inputs};
 
 use crate::{config::Config, report};
@@ -36,12 +36,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
     let files = config.source.files.as_ref().expect("resolve checks the source");
     let archive = config.archive.as_ref().expect("resolve checks the archive");
-    if config.policy.any_sentinel() {
-        bail!(
-            "the config sends tables to Sentinel (`sentinel = true`), but this version of `run` writes only the archive; \
-             use `defender-ingest estimate` to see what Sentinel would receive and cost, or set `sentinel = false`"
-        );
-    }
+    let sentinel = match (&config.sentinel, config.policy.any_sentinel()) {
+        (Some(s), _) => {
+            let location = store::open(&s.dry_run_dir)?;
+            eprintln!("sentinel (dry run): request bodies to {}", location.display);
+            Some(DryRunSink::new(location, Arc::new(Catalog::embedded()), s.pack.mode()))
+        }
+        (None, true) => bail!(
+            "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \
+             `dry_run_dir = \"DIR\"` to store the request bodies the Logs Ingestion API would receive (sending them \
+             is not in this version), or set `sentinel = false`"
+        ),
+        (None, false) => None,
+    };
     let inputs = resolve_inputs(&files.paths)?;
     let location = store::open(&archive.url)?;
     let archive_display = location.display.clone();
@@ -69,6 +76,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Arc::new(Catalog::embedded()),
         move |tx, budget| source.run(tx, budget),
         sink,
+        sentinel,
         options,
         progress,
     ));

@@ -34,7 +34,11 @@ use defender_core::{
     ack::{AckError, AckTracker},
     decode::DecoderOutput,
 };
-use defender_sinks::{ArchiveSink, Durable, archive::ArchiveError};
+use defender_sinks::{
+    ArchiveSink, Durable,
+    archive::ArchiveError,
+    sentinel::{DryRunSink, SentinelError},
+};
 use defender_sources::{ByteBudget, SourceError, SourceEvent};
 use tokio::sync::mpsc;
 
@@ -93,6 +97,8 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Sentinel(#[from] SentinelError),
     #[error("ack bookkeeping: {0}")]
     Ack(#[from] AckError),
     #[error("{0} epochs were never made durable")]
@@ -108,10 +114,15 @@ pub enum PipelineError {
 }
 
 /// Runs a pipeline to the end of its source. `source` is given the channel and budget to fill.
+///
+/// `sentinel` receives the rows the policy sends to Sentinel (today: the dry-run sink that stores
+/// the request bodies); without it the Sentinel routes are not taken (the CLI refuses a config
+/// that asks for them without a `[sentinel]` section).
 pub async fn run<S, F>(
     catalog: Arc<Catalog>,
     source: S,
     archive: ArchiveSink,
+    sentinel: Option<DryRunSink>,
     options: PipelineOptions,
     progress: impl FnMut(&Progress) + Send + 'static,
 ) -> Result<RunReport, PipelineError>
@@ -124,6 +135,7 @@ where
     let epoch_rx = front.epochs;
     let state = SinkState {
         archive,
+        sentinel,
         catalog,
         policy: options.policy,
         tracker: AckTracker::default(),
@@ -236,6 +248,7 @@ async fn decode_stage(
 
 struct SinkState {
     archive: ArchiveSink,
+    sentinel: Option<DryRunSink>,
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     tracker: AckTracker,
@@ -251,8 +264,11 @@ impl SinkState {
         let rows = batch.rows();
         let mut taken = BooleanArray::from(vec![false; rows]);
         let mut outputs = [None, None];
-        for (i, route) in [&routes.archive, &routes.sentinel].into_iter().enumerate() {
-            if !route.enabled {
+        let sentinel_on = routes.sentinel.enabled && self.sentinel.is_some();
+        for (i, (route, on)) in
+            [(&routes.archive, routes.archive.enabled), (&routes.sentinel, sentinel_on)].into_iter().enumerate()
+        {
+            if !on {
                 continue;
             }
             let Some(filter) = &route.filter else {
@@ -276,14 +292,25 @@ impl SinkState {
     async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
         self.report.accounting.merge(&out.accounting);
         let mut batches = Vec::with_capacity(out.batches.len());
+        let mut to_sentinel = Vec::new();
         for batch in &out.batches {
-            // The Sentinel route is refused at config load until the Sentinel sink exists.
-            let (archive, _sentinel) = self.route(batch)?;
+            let (archive, sentinel) = self.route(batch)?;
             batches.extend(archive);
+            to_sentinel.extend(sentinel);
         }
         let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
-        let parts = batches.len() + dead_tables.len();
+        let parts = batches.len() + to_sentinel.len() + dead_tables.len();
         self.tracker.register(out.partition, out.last_offset, parts as u32)?;
+        if let Some(sink) = &mut self.sentinel {
+            for batch in &to_sentinel {
+                let sent = sink.write(batch).await?;
+                let stats = self.report.accounting.table(&sent.table);
+                stats.sent_sentinel += sent.rows;
+                stats.sentinel_rejected += sent.rejected;
+                stats.sentinel_truncated += sent.truncated;
+                self.tracker.ack(sent.partition, sent.epoch)?;
+            }
+        }
         for batch in &batches {
             let durable = self.archive.write(batch).await?;
             self.durable(durable)?;

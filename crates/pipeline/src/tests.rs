@@ -27,7 +27,7 @@ async fn run_files(
     let archive = ArchiveSink::new(store::open(archive_dir.to_str().unwrap()).unwrap(), ArchiveConfig::default());
     let source = FileSource::new(inputs);
     let options = PipelineOptions { flush, ..PipelineOptions::default() };
-    run(Arc::new(Catalog::embedded()), move |tx, budget| source.run(tx, budget), archive, options, |_| {}).await
+    run(Arc::new(Catalog::embedded()), move |tx, budget| source.run(tx, budget), archive, None, options, |_| {}).await
 }
 
 #[tokio::test]
