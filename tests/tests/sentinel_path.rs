@@ -20,6 +20,9 @@ where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
 | project-away AdditionalFields
 '''
 
+[tables.DeviceTvmSoftwareInventory]
+archive = true           # TVM reaches the archive only when asked
+
 [sentinel]
 dry_run_dir = "SENTINEL_DIR"
 "#;
@@ -149,6 +152,7 @@ fn the_filter_sends_exactly_its_rows_and_columns_while_the_archive_keeps_everyth
     // TVM never reaches the Sentinel path, even under a default that sends everything.
     assert!(files_under(&sentinel).iter().all(|f| !f.to_str().unwrap().contains("DeviceTvm")));
     assert_eq!(summary["tables"]["DeviceTvmSoftwareInventory"]["sent_sentinel"], 0);
+    assert_eq!(summary["tables"]["DeviceTvmSoftwareInventory"]["dropped"]["tvm"], 30);
 
     // The archive keeps everything, AdditionalFields included.
     let rb = readback(archive.to_str().unwrap());

@@ -83,10 +83,13 @@ pub fn table(s: &Summary) -> String {
         "\n{} parquet file(s) and {} dead-letter file(s) in {} ({:.1} s)",
         s.parquet_files, s.dead_letter_files, s.archive, s.elapsed_seconds
     );
-    let reasons: BTreeMap<&str, u64> = s.totals.dead_lettered.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    if !reasons.is_empty() {
-        let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        let _ = writeln!(out, "dead letters by reason: {}", list.join(", "));
+    for (what, counts) in
+        [("dead letters by reason", &s.totals.dead_lettered), ("kept off the Sentinel path", &s.totals.dropped)]
+    {
+        if !counts.is_empty() {
+            let list: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(out, "{what}: {}", list.join(", "));
+        }
     }
     out
 }

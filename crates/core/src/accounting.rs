@@ -21,6 +21,9 @@ pub struct TableStats {
     pub written_archive: u64,
     /// Rows accepted by Sentinel (in a dry run: stored as request bodies).
     pub sent_sentinel: u64,
+    /// Rows kept off the Sentinel path whatever the config says, by reason (`tvm`, and
+    /// `unknown_table` when the config would have sent them).
+    pub dropped: BTreeMap<String, u64>,
     /// Rows the Sentinel path could not carry (a row over the request limit on its own).
     pub sentinel_rejected: u64,
     /// Values cut at the 64 KB field limit on the Sentinel path.
@@ -73,6 +76,7 @@ impl TableStats {
             (&mut self.dead_lettered, &other.dead_lettered),
             (&mut self.coerced, &other.coerced),
             (&mut self.kept_in_extra, &other.kept_in_extra),
+            (&mut self.dropped, &other.dropped),
         ] {
             for (k, v) in from {
                 *map.entry(k.clone()).or_default() += v;

@@ -283,6 +283,9 @@ impl SinkState {
         }
         let delivered = taken.true_count() as u64;
         let stats = self.report.accounting.table(&batch.table);
+        if let Some(reason) = routes.sentinel_refused.filter(|_| routes.count_dropped) {
+            *stats.dropped.entry(reason.to_string()).or_default() += rows as u64;
+        }
         stats.delivered += delivered;
         stats.filtered += rows as u64 - delivered;
         let [archive, sentinel] = outputs;

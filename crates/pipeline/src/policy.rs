@@ -5,8 +5,9 @@
 //! - a table not named takes the `default` entry (which has no filters: a filter is checked
 //!   against one table's columns);
 //! - TVM tables (`DeviceTvm*`) never take the Sentinel path: a config that asks for it is
-//!   rejected at load ([`PolicyError::TvmToSentinel`]); under a default that sends everything to
-//!   Sentinel they are dropped from that path and counted (reason `tvm`);
+//!   rejected at load ([`PolicyError::TvmToSentinel`]); their records are counted as dropped from
+//!   that path (reason `tvm`), and they reach the archive only when their own entry says
+//!   `archive = true` (the default entry does not apply to them);
 //! - unknown tables (no schema) follow the default for the archive and are never sent to
 //!   Sentinel (no stream is declared for them).
 
@@ -33,6 +34,9 @@ pub struct TableRoutes {
     /// Why the Sentinel path is closed to this table whatever the config says (`tvm`,
     /// `unknown_table`), if it is.
     pub sentinel_refused: Option<&'static str>,
+    /// Whether refused rows count as dropped: always for TVM, for unknown tables when the config
+    /// would have sent them.
+    pub count_dropped: bool,
 }
 
 /// What the config says about one table, before checking.
@@ -116,9 +120,11 @@ impl Policy {
                     })?;
                     Ok(Some(filter))
                 };
+            // TVM tables are archived only when their own entry asks.
+            let archive_default = policy.default.archive.enabled && !schema.tvm;
             let routes = TableRoutes {
                 archive: Route {
-                    enabled: s.archive.unwrap_or(policy.default.archive.enabled),
+                    enabled: s.archive.unwrap_or(archive_default),
                     filter: check("archive_filter", &s.archive_filter)?,
                 },
                 sentinel: Route {
@@ -126,6 +132,7 @@ impl Policy {
                     filter: check("sentinel_filter", &s.sentinel_filter)?,
                 },
                 sentinel_refused: schema.tvm.then_some("tvm"),
+                count_dropped: schema.tvm,
             };
             policy.tables.insert(name.clone(), routes);
         }
@@ -139,9 +146,16 @@ impl Policy {
         }
         let mut r = self.default.clone();
         match catalog.get(table) {
-            Some(schema) if schema.tvm => r.sentinel_refused = Some("tvm"),
+            Some(schema) if schema.tvm => {
+                r.sentinel_refused = Some("tvm");
+                r.count_dropped = true;
+                r.archive.enabled = false;
+            }
             Some(_) => {}
-            None => r.sentinel_refused = Some("unknown_table"),
+            None => {
+                r.sentinel_refused = Some("unknown_table");
+                r.count_dropped = r.sentinel.enabled;
+            }
         }
         if r.sentinel_refused.is_some() {
             r.sentinel.enabled = false;
@@ -176,8 +190,14 @@ mod tests {
         let policy = Policy::new(&catalog, &settings(&[("default", all)])).unwrap();
         let tvm = policy.routes(&catalog, "DeviceTvmSoftwareInventory");
         assert!(!tvm.sentinel.enabled);
-        assert_eq!(tvm.sentinel_refused, Some("tvm"));
-        assert!(tvm.archive.enabled);
+        assert_eq!((tvm.sentinel_refused, tvm.count_dropped), (Some("tvm"), true));
+        assert!(!tvm.archive.enabled, "archived only when its own entry asks");
+        let ask = TableSettings { archive: Some(true), ..TableSettings::default() };
+        let policy2 = Policy::new(&catalog, &settings(&[("DeviceTvmSoftwareInventory", ask)])).unwrap();
+        assert!(policy2.routes(&catalog, "DeviceTvmSoftwareInventory").archive.enabled);
+        let named = TableSettings { sentinel: Some(false), ..TableSettings::default() };
+        let policy3 = Policy::new(&catalog, &settings(&[("DeviceTvmSoftwareInventory", named)])).unwrap();
+        assert!(!policy3.routes(&catalog, "DeviceTvmSoftwareInventory").archive.enabled);
         assert!(policy.routes(&catalog, "DeviceProcessEvents").sentinel.enabled);
         let unknown = policy.routes(&catalog, "CloudStorageAggregatedEvents");
         assert_eq!((unknown.sentinel.enabled, unknown.sentinel_refused), (false, Some("unknown_table")));
