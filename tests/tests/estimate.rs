@@ -109,11 +109,18 @@ fn a_network_filter_shows_its_saving_in_filter_check_and_estimate() {
             .any(|l| l.starts_with("DeviceTvmSoftwareInventory") && l.ends_with("(TVM: never sent to Sentinel)"))
     );
 
+    // As a DCR transformation: on the Sentinel-named stream, keeping TimeGenerated and RecordId_CF.
     let out = run_cli(&["filter", "check", "--config", &config, "--as-dcr"], &[]);
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "DeviceNetworkEvents:\n  source | where not(ActionType == \"ConnectionSuccess\" and RemotePort in (80, 443)) | project-away AdditionalFields\n\n"
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kql = text.strip_prefix("DeviceNetworkEvents:\n  ").unwrap().trim_end();
+    assert!(
+        kql.starts_with(
+            "source | where not(ActionType == \"ConnectionSuccess\" and RemotePort in (80, 443)) | project TimeGenerated, Timestamp, DeviceId,"
+        ),
+        "{kql}"
     );
+    assert!(kql.ends_with(", Extra_CF, RecordId_CF"), "{kql}");
+    assert!(!kql.contains("AdditionalFields"), "{kql}");
 }
 
 #[test]

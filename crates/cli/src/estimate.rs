@@ -83,11 +83,18 @@ pub fn estimate(args: EstimateArgs) -> anyhow::Result<ExitCode> {
 pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
     let FilterCommand::Check { config, sample, as_dcr } = cmd;
     if as_dcr {
+        // As a DCR would run it: on the stream the sink sends (Sentinel column names), keeping
+        // TimeGenerated and RecordId_CF (`schemas dcr --filter-in-dcr` deploys the same text).
         let config = Config::load(&config)?;
+        let catalog = Catalog::embedded();
         for (table, entry) in &config.tables {
-            let Some(filter) = &entry.sentinel_filter else { continue };
+            let (Some(filter), Some(schema)) = (&entry.sentinel_filter, catalog.get(table)) else { continue };
             let parsed = defender_core::policy::parse(filter.get_ref()).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
-            println!("{table}:\n  {}\n", parsed.to_kql());
+            let checked = parsed.check(schema).map_err(|e| anyhow::anyhow!("{table}: {e}"))?;
+            let input: Vec<String> = defender_core::policy::table_columns(schema).into_iter().map(|(n, _)| n).collect();
+            let input: Vec<&str> = input.iter().map(String::as_str).collect();
+            let kql = defender_core::dcr::transform_kql(&parsed, &checked.output_columns(&input));
+            println!("{table}:\n  {kql}\n");
         }
         return Ok(ExitCode::SUCCESS);
     }
