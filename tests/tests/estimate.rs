@@ -34,14 +34,14 @@ fn billed_bytes_match_a_hand_computation() {
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = e["tables"].as_array().unwrap().iter().find(|t| t["table"] == "DeviceInfo").unwrap();
     // Record 1: Timestamp 28 + DeviceId "abc" 3 + ReportId 18 digits + OSBuild "22631" 5
-    //   + IsAzureADJoined "true" 4 + _EnvelopeTime 28 + _EnvelopeTenantId "t1" 2 + TimeGenerated 28 = 116
-    //   (MachineGroup null and _Extra null: 0).
+    //   + IsAzureADJoined "true" 4 + _EnvelopeTime 28 + _EnvelopeTenantId "t1" 2 + TimeGenerated 28
+    //   + RecordId_CF 32 hex digits = 148 (MachineGroup null and _Extra null: 0).
     // Record 2: Timestamp 28 + DeviceName "wks-1.corp" 10 + OSBuild null (the "-" is kept in _Extra)
-    //   + _Extra `{"OSBuild":"-"}` 15 + _EnvelopeTime 28 + TimeGenerated 28 = 109.
-    assert_eq!(t["billed_bytes_before"], 116 + 109);
+    //   + _Extra `{"OSBuild":"-"}` 15 + _EnvelopeTime 28 + TimeGenerated 28 + RecordId_CF 32 = 141.
+    assert_eq!(t["billed_bytes_before"], 148 + 141);
     // After the filter: record 1 only (OSBuild of record 2 is null: the comparison is false),
-    // DeviceId 3 + ReportId 18 + Timestamp 28 + TimeGenerated 28 = 77.
-    assert_eq!(t["billed_bytes_after"], 77);
+    // DeviceId 3 + ReportId 18 + Timestamp 28 + TimeGenerated 28 + RecordId_CF 32 = 109.
+    assert_eq!(t["billed_bytes_after"], 109);
     assert_eq!(t["rows_kept"], 1);
     assert_eq!(t["columns_kept"], 3);
     // Two minutes of event time (10:30:00.1234567 to 10:31:00 is 59.8765433 s).

@@ -131,7 +131,10 @@ impl Estimator {
             acc.est.sentinel_refused = routes.sentinel_refused.map(str::to_string);
             acc.est.columns_in = b.num_columns();
             if !batch.unknown_table {
-                acc.est.billed_bytes_before += billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)?;
+                // Every row the sink sends also carries RecordId_CF.
+                let record_ids = b.num_rows() as u64 * billing::RECORD_ID_BYTES;
+                acc.est.billed_bytes_before +=
+                    billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)? + record_ids;
             }
             if routes.sentinel.enabled {
                 let sent = match &routes.sentinel.filter {
@@ -140,9 +143,11 @@ impl Estimator {
                 };
                 acc.est.rows_kept += sent.num_rows() as u64;
                 acc.est.columns_kept = sent.num_columns();
-                acc.est.billed_bytes_after += billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
+                let record_ids = sent.num_rows() as u64 * billing::RECORD_ID_BYTES;
+                acc.est.billed_bytes_after +=
+                    billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)? + record_ids;
                 acc.est.billed_bytes_after_auxiliary +=
-                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?;
+                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)? + record_ids;
             }
             if routes.archive.enabled {
                 let kept = match &routes.archive.filter {

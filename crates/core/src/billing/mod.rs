@@ -79,6 +79,10 @@ pub const TIME_GENERATED: &str = "TimeGenerated";
 /// Billed bytes of `TimeGenerated`, a datetime every row has.
 pub const TIME_GENERATED_BYTES: u64 = DATETIME_BYTES;
 
+/// Billed bytes of `RecordId_CF`, the 32 hex digits of the deterministic id the Sentinel sink
+/// adds to every row it sends (not a column of decoded batches: estimates add it per row).
+pub const RECORD_ID_BYTES: u64 = 32;
+
 /// Bytes of a datetime's string form, `2026-11-20T10:00:00.1234567Z`.
 pub const DATETIME_BYTES: u64 = 28;
 
