@@ -36,11 +36,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
     let files = config.source.files.as_ref().expect("resolve checks the source");
     let archive = config.archive.as_ref().expect("resolve checks the archive");
+    let catalog = Arc::new(Catalog::embedded());
     let sentinel = match (&config.sentinel, config.policy.any_sentinel()) {
         (Some(s), _) => {
             let location = store::open(&s.dry_run_dir)?;
             eprintln!("sentinel (dry run): request bodies to {}", location.display);
-            Some(DryRunSink::new(location, Arc::new(Catalog::embedded()), s.pack.mode()))
+            Some(DryRunSink::new(location, catalog.clone(), s.pack.mode()))
         }
         (None, true) => bail!(
             "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \
@@ -73,7 +74,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(defender_pipeline::run(
-        Arc::new(Catalog::embedded()),
+        catalog,
         move |tx, budget| source.run(tx, budget),
         sink,
         sentinel,
