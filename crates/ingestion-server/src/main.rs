@@ -1,0 +1,76 @@
+//! `defender-ingestion-server`: runs the local Logs Ingestion API server and token endpoint
+//! until SIGTERM or ctrl-c. Prints `{"endpoint","authority","ca"}` as one JSON line on stdout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use defender_ingestion_server::{ServerConfig, TestServer};
+
+/// Strict local Azure Monitor Logs Ingestion API server and OAuth2 token endpoint (for tests).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// JSON file: {"<dcr immutable id>": {"<stream>": ["Column", ...]}}.
+    #[arg(long)]
+    streams: PathBuf,
+    /// Tenant id served by the token endpoint.
+    #[arg(long)]
+    tenant: String,
+    /// The client id the token endpoint accepts.
+    #[arg(long)]
+    client_id: String,
+    /// Name of the environment variable holding the client secret.
+    #[arg(long)]
+    client_secret_env: String,
+    /// Where to write the PEM of the certificate to trust.
+    #[arg(long)]
+    ca_out: PathBuf,
+    /// Request body limit on the wire, in bytes.
+    #[arg(long, default_value_t = defender_ingestion_server::DEFAULT_MAX_WIRE_BYTES)]
+    max_wire_bytes: usize,
+    /// Cap on a gzip body's decompressed size, in bytes.
+    #[arg(long, default_value_t = defender_ingestion_server::DEFAULT_MAX_DECOMPRESSED_BYTES)]
+    max_decompressed_bytes: usize,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_lifetime_secs: u64,
+    /// Accept rows with undeclared columns instead of answering 400.
+    #[arg(long)]
+    allow_unknown_columns: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let text = std::fs::read_to_string(&args.streams).with_context(|| format!("reading {}", args.streams.display()))?;
+    let streams: BTreeMap<String, BTreeMap<String, Vec<String>>> =
+        serde_json::from_str(&text).context("parsing the streams file")?;
+    let secret = std::env::var(&args.client_secret_env)
+        .with_context(|| format!("environment variable {} is not set", args.client_secret_env))?;
+    let mut config = ServerConfig::new(streams, args.tenant, args.client_id, secret);
+    config.max_wire_bytes = args.max_wire_bytes;
+    config.max_decompressed_bytes = args.max_decompressed_bytes;
+    config.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
+    config.reject_unknown_columns = !args.allow_unknown_columns;
+
+    let server = TestServer::start(config).await.context("starting the server")?;
+    std::fs::write(&args.ca_out, &server.ca_pem).with_context(|| format!("writing {}", args.ca_out.display()))?;
+    let ready = serde_json::json!({
+        "endpoint": server.endpoint,
+        "authority": server.authority,
+        "ca": args.ca_out,
+    });
+    println!("{ready}");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.stop().await;
+    Ok(())
+}
