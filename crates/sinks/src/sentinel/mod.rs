@@ -8,6 +8,10 @@
 //!   API's size limits (DESIGN §3, contracts §d), and [`Packer::split`] halves a body the service
 //!   refused with 413.
 //!
+//! The network half: [`client`] ([`SentinelSink`], [`SentinelConfig`]) drives each body through
+//! [`service`] (exactly one HTTP call), [`retry`] (classifier, jittered backoff, per-DCR rate
+//! budget) and [`auth`] (Entra tokens), and returns only when every row was accepted.
+//!
 //! Invariants:
 //! - every row is a valid JSON object; every body decompresses to a valid JSON array of rows, in
 //!   the order they were encoded, each row in exactly one body or in the rejected list;
@@ -16,13 +20,21 @@
 //! - the same record (same table, same column values) always gets the same `RecordId_CF`, so a
 //!   retried call that had in fact succeeded leaves duplicates users can remove.
 
+pub mod auth;
+pub mod client;
 pub mod dry_run;
 pub mod pack;
+pub mod retry;
 pub mod rows;
+pub mod service;
 
+pub use auth::{AuthConfig, AuthError, Secret, TokenSource};
+pub use client::{ClientError, Delivered, SentinelConfig, SentinelSink, StreamTarget};
 pub use dry_run::{DryRunSink, Sent};
 pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};
+pub use retry::{RateBudget, RetryPolicy};
 pub use rows::{EncodeStats, EncodedRows, RowEncoder};
+pub use service::{IngestionService, SendError, SendErrorKind};
 
 use arrow_schema::DataType;
 
@@ -54,6 +66,10 @@ pub enum SentinelError {
         #[source]
         source: object_store::Error,
     },
+    #[error("invalid sentinel config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
 }
 
 #[cfg(test)]

@@ -1,0 +1,342 @@
+//! Entra tokens for the Logs Ingestion API (scope `https://monitor.azure.com/.default`).
+//!
+//! Credentials come from `azure_identity` 1.0 (client secret, workload identity, managed
+//! identity, Azure CLI), with the authority host set through a custom cloud configuration and
+//! the HTTP transport replaced by our own `reqwest` client (so a test CA reaches the token
+//! endpoint too) and its retries turned off (the sink retries with its own backoff). `Static` is
+//! a fixed token for tests.
+//!
+//! Invariants:
+//! - a token is reused until 5 minutes before it expires, then fetched again; one fetch at a time
+//!   (callers wait on the cache lock rather than all asking Entra at once);
+//! - [`TokenSource::refresh`] (after a 401) builds a fresh credential, because the credentials
+//!   keep their own cache and would hand back the refused token; concurrent 401s for the same
+//!   token cause one refresh;
+//! - secrets and tokens are never printed: [`Secret`]'s `Debug` is `***`, errors carry Entra's
+//!   message only.
+
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use azure_core::{
+    cloud::{CloudConfiguration, CustomConfiguration},
+    credentials::TokenCredential,
+    http::{ClientOptions, RetryOptions, Transport},
+    time::OffsetDateTime,
+};
+use azure_identity::{
+    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
+};
+use tokio::sync::Mutex;
+
+/// The token audience of the public cloud's Logs Ingestion API.
+pub const MONITOR_SCOPE: &str = "https://monitor.azure.com/.default";
+/// Entra ID in the public cloud.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+/// A token is refreshed this long before it expires.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// A secret string: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// How the sink gets its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// An app registration with a client secret.
+    ClientSecret { tenant: String, client_id: String, secret: Secret, authority_host: String },
+    /// AKS workload identity: the federated token in `token_file` is exchanged for an Entra token.
+    WorkloadIdentity { tenant: String, client_id: String, token_file: PathBuf, authority_host: String },
+    /// The managed identity of the VM / node (user-assigned when `client_id` is given).
+    ManagedIdentity { client_id: Option<String> },
+    /// `az account get-access-token` (developer machines).
+    AzureCli,
+    /// A fixed bearer token (tests).
+    Static(Secret),
+}
+
+impl AuthConfig {
+    /// Client secret auth against the public cloud.
+    pub fn client_secret(tenant: &str, client_id: &str, secret: impl Into<String>) -> Self {
+        Self::ClientSecret {
+            tenant: tenant.into(),
+            client_id: client_id.into(),
+            secret: Secret::new(secret),
+            authority_host: DEFAULT_AUTHORITY_HOST.into(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let nonempty = |key: &str, v: &str| {
+            if v.trim().is_empty() { Err(format!("auth.{key} must not be empty")) } else { Ok(()) }
+        };
+        let authority = |v: &str| match url::Url::parse(v) {
+            Ok(u) if u.scheme() == "https" => Ok(()),
+            _ => Err(format!("auth.authority_host must be an https url, not {v:?}")),
+        };
+        match self {
+            Self::ClientSecret { tenant, client_id, secret, authority_host } => {
+                nonempty("tenant", tenant)?;
+                nonempty("client_id", client_id)?;
+                nonempty("secret", secret.expose())?;
+                authority(authority_host)
+            }
+            Self::WorkloadIdentity { tenant, client_id, token_file, authority_host } => {
+                nonempty("tenant", tenant)?;
+                nonempty("client_id", client_id)?;
+                nonempty("token_file", &token_file.to_string_lossy())?;
+                authority(authority_host)
+            }
+            Self::ManagedIdentity { client_id: Some(id) } => nonempty("client_id", id),
+            Self::ManagedIdentity { client_id: None } | Self::AzureCli => Ok(()),
+            Self::Static(token) => nonempty("token", token.expose()),
+        }
+    }
+}
+
+/// Getting a token failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot get an entra token: {message}")]
+pub struct AuthError {
+    pub message: String,
+    /// Entra refused the credential itself (wrong secret, unknown app or tenant): retrying
+    /// cannot help. Otherwise (network, 5xx) the caller retries with backoff.
+    pub permanent: bool,
+}
+
+impl AuthError {
+    fn from_azure(error: &azure_core::Error, permanent_default: bool) -> Self {
+        // The credentials wrap the token endpoint's error: look for its HTTP status in the chain.
+        let mut status = error.http_status().map(u16::from);
+        let mut source = std::error::Error::source(error);
+        while let (None, Some(s)) = (status, source) {
+            status = s.downcast_ref::<azure_core::Error>().and_then(|e| e.http_status()).map(u16::from);
+            source = s.source();
+        }
+        let permanent = match status {
+            Some(400 | 401 | 403 | 404) => true,
+            Some(_) => false,
+            None => permanent_default,
+        };
+        Self { message: error.to_string(), permanent }
+    }
+}
+
+struct Cached {
+    token: Arc<str>,
+    /// None: never expires (static tokens).
+    expires_on: Option<OffsetDateTime>,
+}
+
+/// Hands out bearer tokens, cached; see the module documentation.
+pub struct TokenSource {
+    config: AuthConfig,
+    http: reqwest::Client,
+    credential: Mutex<Option<Arc<dyn TokenCredential>>>,
+    cached: Mutex<Option<Cached>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// `http` is the client the credential uses to reach Entra (or the IMDS endpoint). Builds the
+    /// credential now, so configuration errors show at start.
+    pub fn new(config: AuthConfig, http: reqwest::Client) -> Result<Self, AuthError> {
+        let credential = build_credential(&config, &http)?;
+        Ok(Self { config, http, credential: Mutex::new(credential), cached: Mutex::new(None) })
+    }
+
+    /// A valid token: the cached one unless it expires within [`REFRESH_MARGIN`].
+    pub async fn token(&self) -> Result<Arc<str>, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.expires_on.is_none_or(|at| at - REFRESH_MARGIN > OffsetDateTime::now_utc())
+        {
+            return Ok(c.token.clone());
+        }
+        let fresh = self.fetch(false).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// After a 401 for `refused`: fetches a new token with a fresh credential, unless another
+    /// caller already replaced `refused`.
+    pub async fn refresh(&self, refused: &str) -> Result<Arc<str>, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && &*c.token != refused
+        {
+            return Ok(c.token.clone());
+        }
+        let fresh = self.fetch(true).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    async fn fetch(&self, rebuild: bool) -> Result<Cached, AuthError> {
+        if let AuthConfig::Static(token) = &self.config {
+            return Ok(Cached { token: token.expose().into(), expires_on: None });
+        }
+        let credential = {
+            let mut slot = self.credential.lock().await;
+            if rebuild {
+                *slot = build_credential(&self.config, &self.http)?;
+            }
+            slot.clone().expect("only static auth has no credential")
+        };
+        let token = credential.get_token(&[MONITOR_SCOPE], None).await.map_err(|e| AuthError::from_azure(&e, false))?;
+        tracing::debug!(expires_on = %token.expires_on, "got an entra token");
+        Ok(Cached { token: token.token.secret().into(), expires_on: Some(token.expires_on) })
+    }
+}
+
+fn client_options(http: &reqwest::Client, authority_host: Option<&str>) -> ClientOptions {
+    // No retries inside the credential: the sink retries token requests with its own backoff
+    // and logs each one.
+    let mut options = ClientOptions {
+        transport: Some(Transport::new(Arc::new(http.clone()))),
+        retry: RetryOptions::none(),
+        ..Default::default()
+    };
+    if let Some(host) = authority_host {
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = host.trim_end_matches('/').to_string();
+        options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
+    }
+    options
+}
+
+fn build_credential(
+    config: &AuthConfig,
+    http: &reqwest::Client,
+) -> Result<Option<Arc<dyn TokenCredential>>, AuthError> {
+    let invalid = |e: azure_core::Error| AuthError::from_azure(&e, true);
+    let credential: Arc<dyn TokenCredential> = match config {
+        AuthConfig::Static(_) => return Ok(None),
+        AuthConfig::ClientSecret { tenant, client_id, secret, authority_host } => {
+            let options = ClientSecretCredentialOptions { client_options: client_options(http, Some(authority_host)) };
+            ClientSecretCredential::new(
+                tenant,
+                client_id.clone(),
+                azure_core::credentials::Secret::new(secret.expose().to_string()),
+                Some(options),
+            )
+            .map_err(invalid)?
+        }
+        AuthConfig::WorkloadIdentity { tenant, client_id, token_file, authority_host } => {
+            let options = WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions {
+                    client_options: client_options(http, Some(authority_host)),
+                },
+                client_id: Some(client_id.clone()),
+                tenant_id: Some(tenant.clone()),
+                token_file_path: Some(token_file.clone()),
+            };
+            WorkloadIdentityCredential::new(Some(options)).map_err(invalid)?
+        }
+        AuthConfig::ManagedIdentity { client_id } => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options: client_options(http, None),
+            };
+            ManagedIdentityCredential::new(Some(options)).map_err(invalid)?
+        }
+        AuthConfig::AzureCli => AzureCliCredential::new(None).map_err(invalid)?,
+    };
+    Ok(Some(credential))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_or_display() {
+        let auth = AuthConfig::client_secret("tenant-1", "app-1", "s3cr3t-value");
+        let shown = format!("{auth:?} {:?} {}", Secret::new("s3cr3t-value"), Secret::new("s3cr3t-value"));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("***"));
+        let shown = format!("{:?}", AuthConfig::Static(Secret::new("bearer-xyz")));
+        assert!(!shown.contains("bearer-xyz"), "{shown}");
+    }
+
+    #[test]
+    fn validation_names_the_missing_key() {
+        let e = AuthConfig::client_secret("", "app", "s").validate().unwrap_err();
+        assert_eq!(e, "auth.tenant must not be empty");
+        let e = AuthConfig::client_secret("t", "app", "").validate().unwrap_err();
+        assert_eq!(e, "auth.secret must not be empty");
+        let AuthConfig::ClientSecret { tenant, client_id, secret, .. } = AuthConfig::client_secret("t", "a", "s")
+        else {
+            unreachable!()
+        };
+        let plain = AuthConfig::ClientSecret { tenant, client_id, secret, authority_host: "http://login".into() };
+        assert!(plain.validate().unwrap_err().contains("auth.authority_host must be an https url"));
+        let wi = AuthConfig::WorkloadIdentity {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            token_file: PathBuf::new(),
+            authority_host: DEFAULT_AUTHORITY_HOST.into(),
+        };
+        assert_eq!(wi.validate().unwrap_err(), "auth.token_file must not be empty");
+        assert!(AuthConfig::AzureCli.validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn static_tokens_are_handed_out_and_refreshed_as_is() {
+        let source = TokenSource::new(AuthConfig::Static(Secret::new("tok")), reqwest::Client::new()).unwrap();
+        assert_eq!(&*source.token().await.unwrap(), "tok");
+        assert_eq!(&*source.refresh("tok").await.unwrap(), "tok");
+        assert!(!format!("{source:?}").contains("tok\""));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_token_endpoint_is_a_transient_auth_error() {
+        let auth = AuthConfig::ClientSecret {
+            tenant: "00000000-0000-0000-0000-000000000001".into(),
+            client_id: "app".into(),
+            secret: Secret::new("s"),
+            authority_host: "https://127.0.0.1:1".into(),
+        };
+        let source = TokenSource::new(auth, reqwest::Client::new()).unwrap();
+        let e = source.token().await.unwrap_err();
+        assert!(!e.permanent, "a connection error is worth retrying: {e}");
+        assert!(!e.message.contains("\"s\""));
+    }
+}

@@ -1,0 +1,499 @@
+//! The Sentinel sink proper: table batches → Logs Ingestion API calls, every row accepted.
+//!
+//! [`SentinelConfig`] (validated with [`SentinelConfig::validate`]) → [`SentinelSink::send`]:
+//! encode the batch ([`RowEncoder`], built lazily per table like the dry run), pack it into
+//! gzip bodies ([`Packer`]), then drive each body through [`IngestionService::post`] (one HTTP
+//! call) and [`retry::classify`] until it is accepted, concurrently up to `concurrency_per_dcr`
+//! calls per DCR and within the DCR's [`RateBudget`].
+//!
+//! Invariants:
+//! - `send` returns `Ok` only when every body was accepted (2xx) or split into halves that were;
+//!   rows no body can carry (packing) and single rows the service still refuses with 413 are
+//!   counted in [`Sent::rejected`] and logged, never dropped silently;
+//! - transient errors and throttling are retried without limit (each retry logged at warn with
+//!   the request id, never the token): a stalled service stalls the batch, which is not acked,
+//!   which is the pipeline's backpressure. Configuration errors (403, 404, other 4xx), a 401
+//!   right after a token refresh, and credentials Entra refuses end `send` with an error: the
+//!   pipeline stops without acknowledging the batch;
+//! - a retry after a timeout or a lost connection may duplicate rows (the service does not
+//!   deduplicate); rows carry `RecordId_CF` for that;
+//! - a permit of the DCR's semaphore is held only during a call, never while sleeping; the rate
+//!   budget is taken before the permit.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arrow_schema::SchemaRef;
+use defender_core::{Catalog, TableBatch};
+use rand::{SeedableRng, rngs::SmallRng};
+use tokio::sync::Semaphore;
+
+use super::{
+    EncodedRows, PackMode, Packer, RowEncoder, Sent, SentinelError,
+    auth::{AuthConfig, AuthError, TokenSource},
+    pack::Body,
+    retry::{self, Decision, RateBudget, RetryPolicy},
+    service::{IngestionService, SendError, request_id},
+};
+
+/// Where one table's rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTarget {
+    /// The DCR's immutable id (`dcr-…`).
+    pub dcr_immutable_id: String,
+    /// The stream declared in the DCR; `None` means `Custom-<Table>_CL`.
+    pub stream: Option<String>,
+}
+
+impl StreamTarget {
+    pub fn new(dcr_immutable_id: impl Into<String>) -> Self {
+        Self { dcr_immutable_id: dcr_immutable_id.into(), stream: None }
+    }
+
+    /// The stream name for `table`.
+    pub fn stream_for(&self, table: &str) -> String {
+        self.stream.clone().unwrap_or_else(|| format!("Custom-{table}_CL"))
+    }
+}
+
+/// The Sentinel sink's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelConfig {
+    /// The DCR's logs ingestion endpoint or a DCE, `https://…`.
+    pub endpoint: String,
+    /// Per table (Defender name), its DCR and stream. Batches of other tables are an error.
+    pub tables: BTreeMap<String, StreamTarget>,
+    pub auth: AuthConfig,
+    pub pack: PackMode,
+    /// Calls in flight per DCR.
+    pub concurrency_per_dcr: usize,
+    /// Budget per DCR (the service's limit is 2 GB/min, counted on uncompressed JSON here).
+    pub max_bytes_per_minute: u64,
+    /// Budget per DCR (the service's limit is 12,000 requests/min).
+    pub max_requests_per_minute: u32,
+    /// Time limit of one call, connection included.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Extra trusted root certificates (PEM), for the ingestion and the token endpoints (tests).
+    pub extra_root_pem: Option<String>,
+    /// gzip level of the bodies (0–9).
+    pub gzip_level: u32,
+}
+
+impl SentinelConfig {
+    /// Defaults for everything but the endpoint, the tables and the auth.
+    pub fn new(endpoint: impl Into<String>, auth: AuthConfig) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            tables: BTreeMap::new(),
+            auth,
+            pack: PackMode::SDK,
+            concurrency_per_dcr: 4,
+            max_bytes_per_minute: 2_000_000_000,
+            max_requests_per_minute: 12_000,
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            extra_root_pem: None,
+            gzip_level: 6,
+        }
+    }
+
+    /// Sends `table` to `stream` (default `Custom-<Table>_CL` when `None`) of `dcr`.
+    pub fn with_table(mut self, table: &str, dcr: &str, stream: Option<&str>) -> Self {
+        let target = StreamTarget { dcr_immutable_id: dcr.into(), stream: stream.map(str::to_string) };
+        self.tables.insert(table.into(), target);
+        self
+    }
+
+    /// Checks everything that can be checked without connecting; the message names the key.
+    pub fn validate(&self) -> Result<(), SentinelError> {
+        self.check().map_err(SentinelError::Config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match url::Url::parse(&self.endpoint) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+            Ok(_) => {
+                return Err(format!("endpoint must be an https url (bearer tokens need tls), not {:?}", self.endpoint));
+            }
+            Err(e) => return Err(format!("endpoint {:?} is not a url: {e}", self.endpoint)),
+        }
+        if self.tables.is_empty() {
+            return Err("tables must name at least one table to send".into());
+        }
+        for (table, target) in &self.tables {
+            let id = &target.dcr_immutable_id;
+            if !id.starts_with("dcr-") || id.len() < 5 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!("tables.{table}.dcr_immutable_id must look like dcr-<hex>, not {id:?}"));
+            }
+            let stream = target.stream_for(table);
+            if !(stream.starts_with("Custom-") || stream.starts_with("Microsoft-"))
+                || !stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(format!("tables.{table}.stream must be Custom-<name> or Microsoft-<name>, not {stream:?}"));
+            }
+        }
+        if self.concurrency_per_dcr == 0 {
+            return Err("concurrency_per_dcr must be at least 1".into());
+        }
+        if self.max_bytes_per_minute < 1_048_576 {
+            return Err("max_bytes_per_minute must be at least 1 MiB (one request)".into());
+        }
+        if self.max_requests_per_minute == 0 {
+            return Err("max_requests_per_minute must be at least 1".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("request_timeout must be greater than zero".into());
+        }
+        match self.pack {
+            PackMode::Uncompressed { max_bytes } if !(1024..=1_048_576).contains(&max_bytes) => {
+                return Err(format!("pack max_bytes must be within 1 KiB..=1 MiB, not {max_bytes}"));
+            }
+            PackMode::Compressed { max_wire_bytes, .. } if !(1024..=1_048_576).contains(&max_wire_bytes) => {
+                return Err(format!("pack max_wire_bytes must be within 1 KiB..=1 MiB, not {max_wire_bytes}"));
+            }
+            _ => {}
+        }
+        self.retry.validate()?;
+        self.auth.validate()
+    }
+}
+
+/// Errors of the network half, wrapped in [`SentinelError::Client`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("table {table} has no dcr and stream in the sentinel config")]
+    UnmappedTable { table: String },
+    #[error("cannot build the http client: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("table {table}: dcr {dcr} stream {stream} refused a body: {error}")]
+    Refused { table: String, dcr: String, stream: String, error: SendError },
+}
+
+/// What one batch became: the dry run's accounting plus the network's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Rows accepted, bodies and gzip bytes sent (counting accepted calls), rows rejected.
+    pub sent: Sent,
+    /// Calls retried after a transient error (5xx, timeout, connection).
+    pub retries: u64,
+    /// Calls retried after throttling (429, 503 with `Retry-After`).
+    pub throttled: u64,
+    /// Bodies halved after a 413.
+    pub splits: u64,
+    /// Tokens refreshed after a 401.
+    pub refreshes: u64,
+}
+
+impl Delivered {
+    fn add(&mut self, other: &Delivered) {
+        self.sent.rows += other.sent.rows;
+        self.sent.rejected += other.sent.rejected;
+        self.sent.bodies += other.sent.bodies;
+        self.sent.bytes += other.sent.bytes;
+        self.retries += other.retries;
+        self.throttled += other.throttled;
+        self.splits += other.splits;
+        self.refreshes += other.refreshes;
+    }
+}
+
+/// One DCR's limits.
+#[derive(Debug)]
+struct DcrLimits {
+    calls: Semaphore,
+    budget: RateBudget,
+}
+
+/// See the module documentation.
+pub struct SentinelSink {
+    config: SentinelConfig,
+    catalog: Arc<Catalog>,
+    packer: Packer,
+    service: IngestionService,
+    tokens: TokenSource,
+    dcrs: HashMap<String, Arc<DcrLimits>>,
+    encoders: Mutex<HashMap<Arc<str>, (SchemaRef, RowEncoder)>>,
+}
+
+impl std::fmt::Debug for SentinelSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelSink").field("endpoint", &self.config.endpoint).finish_non_exhaustive()
+    }
+}
+
+/// The reqwest client for both the ingestion and the token endpoints.
+fn http_client(config: &SentinelConfig) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(config.concurrency_per_dcr.max(1) * config.tables.len().max(1));
+    if let Some(pem) = &config.extra_root_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| ClientError::Http(format!("extra_root_pem: {e}")))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| ClientError::Http(e.to_string()))
+}
+
+impl SentinelSink {
+    /// Validates the config and builds the clients and credential (no network call yet).
+    pub fn new(config: SentinelConfig, catalog: Arc<Catalog>) -> Result<Self, SentinelError> {
+        config.validate()?;
+        let http = http_client(&config)?;
+        let tokens = TokenSource::new(config.auth.clone(), http.clone()).map_err(ClientError::from)?;
+        let service = IngestionService::new(http, &config.endpoint);
+        let mut dcrs = HashMap::new();
+        for target in config.tables.values() {
+            dcrs.entry(target.dcr_immutable_id.clone()).or_insert_with(|| {
+                Arc::new(DcrLimits {
+                    calls: Semaphore::new(config.concurrency_per_dcr),
+                    budget: RateBudget::new(config.max_bytes_per_minute, config.max_requests_per_minute),
+                })
+            });
+        }
+        let packer = Packer::new(config.pack, config.gzip_level);
+        Ok(Self { config, catalog, packer, service, tokens, dcrs, encoders: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn config(&self) -> &SentinelConfig {
+        &self.config
+    }
+
+    /// Encodes, packs and sends one batch (already filtered and projected by the policy);
+    /// returns when every row was accepted or rejected, or at the first permanent error.
+    pub async fn send(&self, batch: &TableBatch) -> Result<Delivered, SentinelError> {
+        let target = self
+            .config
+            .tables
+            .get(&*batch.table)
+            .ok_or_else(|| ClientError::UnmappedTable { table: batch.table.to_string() })?;
+        let (rows, truncated) = self.encode(batch)?;
+        let packed = self.packer.pack(&rows);
+        for r in &packed.rejected {
+            tracing::warn!(table = %batch.table, row = r.row, reason = %r.reason, "row cannot be sent to sentinel");
+        }
+        let mut total = Delivered {
+            sent: Sent {
+                table: batch.table.clone(),
+                partition: batch.partition,
+                epoch: batch.last_offset,
+                rejected: packed.rejected.len() as u64,
+                truncated,
+                ..Sent::default()
+            },
+            ..Delivered::default()
+        };
+        let call = Call {
+            table: &batch.table,
+            dcr: &target.dcr_immutable_id,
+            stream: target.stream_for(&batch.table),
+            limits: &self.dcrs[&target.dcr_immutable_id],
+            rows: &rows,
+        };
+        let results = futures::future::try_join_all(packed.bodies.into_iter().map(|b| self.deliver(&call, b))).await?;
+        for part in &results {
+            total.add(part);
+        }
+        Ok(total)
+    }
+
+    fn encode(&self, batch: &TableBatch) -> Result<(EncodedRows, u64), SentinelError> {
+        let schema = batch.batch.schema();
+        let mut encoders = self.encoders.lock().expect("encoder lock poisoned");
+        let stale = encoders.get(&batch.table).is_none_or(|(s, _)| *s != schema);
+        if stale {
+            let table = self
+                .catalog
+                .get(&batch.table)
+                .ok_or_else(|| SentinelError::UnknownTable { table: batch.table.to_string() })?;
+            let encoder = RowEncoder::new(table, &schema)?;
+            encoders.insert(batch.table.clone(), (schema, encoder));
+        }
+        let (_, encoder) = encoders.get_mut(&batch.table).expect("inserted above");
+        let mut rows = EncodedRows::new();
+        let stats = encoder.encode(&batch.batch, &mut rows)?;
+        Ok((rows, stats.truncated_total()))
+    }
+
+    /// Drives one packed body (and the halves of it a 413 makes) until accepted or refused.
+    async fn deliver(&self, call: &Call<'_>, body: Body) -> Result<Delivered, SentinelError> {
+        let mut done = Delivered::default();
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        let mut queue = vec![body];
+        while let Some(body) = queue.pop() {
+            let gzip = bytes::Bytes::from(body.gzip.clone());
+            let (mut attempt, mut refreshed) = (0u32, false);
+            let mut token = self.tokens.token().await;
+            loop {
+                let current = match token {
+                    Ok(t) => t,
+                    Err(e) if e.permanent => return Err(ClientError::Auth(e).into()),
+                    Err(e) => {
+                        let wait = self.config.retry.backoff(attempt, &mut rng);
+                        tracing::warn!(table = %call.table, error = %e, wait_ms = wait.as_millis() as u64, "retrying token request");
+                        attempt = attempt.saturating_add(1);
+                        tokio::time::sleep(wait).await;
+                        token = self.tokens.token().await;
+                        continue;
+                    }
+                };
+                let id = request_id();
+                let result = {
+                    call.limits.budget.acquire(body.uncompressed_len as u64).await;
+                    let _permit = call.limits.calls.acquire().await.expect("the semaphore is never closed");
+                    self.service.post(call.dcr, &call.stream, &current, &id, gzip.clone()).await
+                };
+                match retry::classify(&result, attempt, refreshed, &self.config.retry, &mut rng) {
+                    Decision::Done => {
+                        done.sent.rows += body.rows as u64;
+                        done.sent.bodies += 1;
+                        done.sent.bytes += gzip.len() as u64;
+                        break;
+                    }
+                    Decision::Retry { after, throttled } => {
+                        let e = result.expect_err("retry follows an error");
+                        tracing::warn!(
+                            table = %call.table, dcr = %call.dcr, stream = %call.stream, request_id = %id,
+                            status = e.status, outcome_unknown = e.outcome_unknown, attempt,
+                            wait_ms = after.as_millis() as u64, error = %e, "retrying logs ingestion call"
+                        );
+                        if throttled {
+                            done.throttled += 1
+                        } else {
+                            done.retries += 1
+                        }
+                        attempt = attempt.saturating_add(1);
+                        // Only a 401 right after a refresh is permanent.
+                        refreshed = false;
+                        tokio::time::sleep(after).await;
+                        token = self.tokens.token().await;
+                    }
+                    Decision::RefreshToken => {
+                        tracing::warn!(table = %call.table, request_id = %id, "token refused (401), refreshing it once");
+                        done.refreshes += 1;
+                        refreshed = true;
+                        token = self.tokens.refresh(&current).await;
+                    }
+                    Decision::Split => {
+                        if let Some((left, right)) = self.packer.split(call.rows, &body) {
+                            tracing::warn!(table = %call.table, rows = body.rows, bytes = gzip.len(), "body too large (413), splitting it");
+                            done.splits += 1;
+                            queue.push(right);
+                            queue.push(left);
+                        } else {
+                            tracing::warn!(
+                                table = %call.table, row = body.first_row, bytes = body.uncompressed_len,
+                                "row refused as too large (413) on its own; it is not sent to sentinel"
+                            );
+                            done.sent.rejected += 1;
+                        }
+                        break;
+                    }
+                    Decision::Fail => {
+                        let error = result.expect_err("failure follows an error");
+                        tracing::error!(table = %call.table, dcr = %call.dcr, stream = %call.stream, request_id = %id, error = %error, "logs ingestion refused the call");
+                        return Err(ClientError::Refused {
+                            table: call.table.to_string(),
+                            dcr: call.dcr.to_string(),
+                            stream: call.stream.clone(),
+                            error,
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// What every call of one batch shares.
+struct Call<'a> {
+    table: &'a str,
+    dcr: &'a str,
+    stream: String,
+    limits: &'a DcrLimits,
+    rows: &'a EncodedRows,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentinel::auth::Secret;
+
+    fn config() -> SentinelConfig {
+        SentinelConfig::new("https://dce-1.eastus-1.ingest.monitor.azure.com", AuthConfig::Static(Secret::new("t")))
+            .with_table("DeviceEvents", "dcr-00aa11", None)
+    }
+
+    fn message(c: &SentinelConfig) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_complete_config_validates() {
+        config().validate().unwrap();
+        assert_eq!(config().tables["DeviceEvents"].stream_for("DeviceEvents"), "Custom-DeviceEvents_CL");
+    }
+
+    #[test]
+    fn validation_messages_name_the_key() {
+        let mut c = config();
+        c.endpoint = "http://dce".into();
+        assert!(message(&c).contains("endpoint must be an https url"), "{}", message(&c));
+        c.endpoint = "not a url".into();
+        assert!(message(&c).contains("is not a url"));
+        let c = config().with_table("EmailEvents", "12345", None);
+        assert!(message(&c).contains("tables.EmailEvents.dcr_immutable_id"), "{}", message(&c));
+        let c = config().with_table("EmailEvents", "dcr-1", Some("EmailEvents_CL"));
+        assert!(message(&c).contains("tables.EmailEvents.stream"), "{}", message(&c));
+        let mut c = config();
+        c.tables.clear();
+        assert!(message(&c).contains("tables must name"));
+        let mut c = config();
+        c.concurrency_per_dcr = 0;
+        assert!(message(&c).contains("concurrency_per_dcr"));
+        let mut c = config();
+        c.max_requests_per_minute = 0;
+        assert!(message(&c).contains("max_requests_per_minute"));
+        let mut c = config();
+        c.pack = PackMode::Uncompressed { max_bytes: 4 << 20 };
+        assert!(message(&c).contains("pack max_bytes"));
+        let mut c = config();
+        c.retry.multiplier = 0.0;
+        assert!(message(&c).contains("retry.multiplier"));
+        let mut c = config();
+        c.auth = AuthConfig::client_secret("t", "", "s");
+        assert!(message(&c).contains("auth.client_id"));
+    }
+
+    #[test]
+    fn config_debug_hides_the_secret() {
+        let mut c = config();
+        c.auth = AuthConfig::client_secret("t", "app", "very-secret-value");
+        assert!(!format!("{c:?}").contains("very-secret-value"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_an_unmapped_table_is_an_error_before_any_call() {
+        let sink = SentinelSink::new(config(), Arc::new(Catalog::embedded())).unwrap();
+        let batch = TableBatch {
+            table: "EmailEvents".into(),
+            unknown_table: false,
+            source: "test".into(),
+            partition: 0,
+            first_offset: 0,
+            last_offset: 0,
+            raw_bytes: 0,
+            batch: arrow_array::RecordBatch::new_empty(Arc::new(arrow_schema::Schema::empty())),
+        };
+        let e = sink.send(&batch).await.unwrap_err().to_string();
+        assert!(e.contains("table EmailEvents has no dcr"), "{e}");
+    }
+}

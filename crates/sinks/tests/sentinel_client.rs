@@ -1,0 +1,279 @@
+//! The Sentinel client against the strict local Logs Ingestion API and token endpoint
+//! (`defender-ingestion-server`, in process, TLS with a generated CA): every row lands, faults
+//! are retried as DESIGN §3 says, permanent errors stop the sink with a clear message.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray, new_null_array};
+use defender_core::{Catalog, TableBatch};
+use defender_ingestion_server::{Fault, ServerConfig, TestServer};
+use defender_sinks::sentinel::{
+    AuthConfig, ClientError, PackMode, RetryPolicy, RowEncoder, Secret, SentinelConfig, SentinelError, SentinelSink,
+    TIME_GENERATED,
+};
+
+const DCR: &str = "dcr-00112233445566778899aabbccddeeff";
+const TABLE: &str = "DeviceEvents";
+const STREAM: &str = "Custom-DeviceEvents_CL";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT_ID: &str = "client-1";
+const CLIENT_SECRET: &str = "local-secret";
+
+/// `n` DeviceEvents rows, distinct by `DeviceName` (`pad` bytes of pseudo-random hex added to
+/// each), every other column null.
+fn batch(catalog: &Catalog, n: usize, pad: usize, first: usize) -> TableBatch {
+    let schema = catalog.get(TABLE).expect("DeviceEvents is embedded").arrow_schema();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "Timestamp" => Arc::new(
+                    TimestampNanosecondArray::from_iter_values((0..n).map(|i| 1_763_634_600_000_000_000 + i as i64))
+                        .with_timezone("UTC"),
+                ),
+                "DeviceName" => Arc::new(StringArray::from_iter_values((first..first + n).map(|i| {
+                    let mut s = format!("device-{i:08}-");
+                    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    while s.len() < pad + 16 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        s.push_str(&format!("{x:016x}"));
+                    }
+                    s
+                }))),
+                "ReportId" => Arc::new(Int64Array::from_iter_values((first..first + n).map(|i| i as i64))),
+                _ => new_null_array(f.data_type(), n),
+            }
+        })
+        .collect();
+    TableBatch {
+        table: TABLE.into(),
+        unknown_table: false,
+        source: "test/0".into(),
+        partition: 0,
+        first_offset: first as i64,
+        last_offset: (first + n) as i64 - 1,
+        raw_bytes: 0,
+        batch: RecordBatch::try_new(schema, columns).unwrap(),
+    }
+}
+
+struct Setup {
+    server: TestServer,
+    sink: SentinelSink,
+    catalog: Arc<Catalog>,
+}
+
+async fn setup(tweak: impl FnOnce(&mut SentinelConfig)) -> Setup {
+    setup_with(|_| {}, tweak).await
+}
+
+async fn setup_with(server_tweak: impl FnOnce(&mut ServerConfig), tweak: impl FnOnce(&mut SentinelConfig)) -> Setup {
+    let catalog = Arc::new(Catalog::embedded());
+    let table = catalog.get(TABLE).unwrap();
+    let encoder = RowEncoder::new(table, &table.arrow_schema()).unwrap();
+    // The stream declares the table's columns plus the two every row gets.
+    let mut columns: Vec<String> = encoder.sentinel_names().map(str::to_string).collect();
+    columns.extend([TIME_GENERATED.to_string(), "RecordId_CF".to_string()]);
+    let streams = BTreeMap::from([(DCR.to_string(), BTreeMap::from([(STREAM.to_string(), columns)]))]);
+    let mut server_config = ServerConfig::new(streams, TENANT, CLIENT_ID, CLIENT_SECRET);
+    server_tweak(&mut server_config);
+    let server = TestServer::start(server_config).await.unwrap();
+    let auth = AuthConfig::ClientSecret {
+        tenant: TENANT.into(),
+        client_id: CLIENT_ID.into(),
+        secret: Secret::new(CLIENT_SECRET),
+        authority_host: server.authority.clone(),
+    };
+    let mut config = SentinelConfig::new(server.endpoint.clone(), auth).with_table(TABLE, DCR, None);
+    config.extra_root_pem = Some(server.ca_pem.clone());
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = RetryPolicy { initial: Duration::from_millis(10), max: Duration::from_millis(100), multiplier: 2.0 };
+    tweak(&mut config);
+    let sink = SentinelSink::new(config, catalog.clone()).unwrap();
+    Setup { server, sink, catalog }
+}
+
+/// The `RecordId_CF` of every accepted row, and how many rows were accepted.
+fn accepted_ids(server: &TestServer) -> (BTreeSet<String>, usize) {
+    let rows = server.accepted(DCR, STREAM);
+    let ids = rows.iter().map(|r| r["RecordId_CF"].as_str().expect("every row has an id").to_string()).collect();
+    (ids, rows.len())
+}
+
+#[tokio::test]
+async fn every_row_is_accepted_exactly_once_without_faults() {
+    let s = setup(|c| c.pack = PackMode::Uncompressed { max_bytes: 64 * 1024 }).await;
+    let delivered = s.sink.send(&batch(&s.catalog, 2_000, 100, 0)).await.unwrap();
+    assert_eq!(delivered.sent.rows, 2_000);
+    assert_eq!((delivered.sent.rejected, delivered.retries, delivered.throttled), (0, 0, 0));
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (2_000, 2_000), "each row exactly once");
+    let requests = s.server.requests();
+    assert!(requests.len() > 1, "several bodies");
+    assert_eq!(requests.len(), delivered.sent.bodies);
+    assert!(requests.iter().all(|r| r.status == 204 && r.gzip && r.decompressed_bytes <= 64 * 1024));
+    let request_ids: BTreeSet<_> = requests.iter().map(|r| r.client_request_id.clone().expect("sent")).collect();
+    assert_eq!(request_ids.len(), requests.len(), "a fresh x-ms-client-request-id per call");
+}
+
+#[tokio::test]
+async fn a_429_storm_is_waited_out_per_retry_after_then_every_row_lands() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Status { status: 429, retry_after: Some(1) });
+    for _ in 0..4 {
+        s.server.inject(Fault::Status { status: 429, retry_after: Some(0) });
+    }
+    let start = Instant::now();
+    let delivered = s.sink.send(&batch(&s.catalog, 300, 50, 0)).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert_eq!(delivered.throttled, 5);
+    assert_eq!(delivered.sent.rows, 300);
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (300, 300));
+    let statuses: Vec<u16> = s.server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 429, 429, 429, 429, 204]);
+}
+
+#[tokio::test]
+async fn server_errors_500_and_503_are_retried_until_accepted() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Status { status: 500, retry_after: None });
+    s.server.inject(Fault::Status { status: 503, retry_after: None });
+    s.server.inject(Fault::Status { status: 503, retry_after: Some(0) });
+    let delivered = s.sink.send(&batch(&s.catalog, 100, 50, 0)).await.unwrap();
+    assert_eq!((delivered.retries, delivered.throttled), (2, 1));
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (100, 100));
+}
+
+#[tokio::test]
+async fn normal_packing_never_meets_a_413_in_either_mode() {
+    for mode in [PackMode::SDK, PackMode::COMPRESSED] {
+        let s = setup(|c| c.pack = mode).await;
+        let delivered = s.sink.send(&batch(&s.catalog, 3_000, 1_000, 0)).await.unwrap();
+        let requests = s.server.requests();
+        assert!(
+            requests.iter().all(|r| r.status == 204),
+            "{mode:?}: {:?}",
+            requests.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        assert!(delivered.sent.bodies > 1, "{mode:?}: more than 1 MiB of json makes several bodies");
+        assert_eq!(delivered.splits, 0);
+        let (ids, rows) = accepted_ids(&s.server);
+        assert_eq!((ids.len(), rows), (3_000, 3_000), "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn dropped_connections_are_retried_and_every_row_lands_at_least_once() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Drop);
+    s.server.inject(Fault::AcceptThenDrop);
+    let delivered = s.sink.send(&batch(&s.catalog, 200, 50, 0)).await.unwrap();
+    assert_eq!(delivered.retries, 2);
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!(ids.len(), 200, "every row at least once");
+    assert_eq!(rows, 400, "the call accepted before the drop was sent again: duplicates, same RecordId_CF");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refreshed_once_then_the_call_succeeds() {
+    let s = setup(|_| {}).await;
+    let first = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap();
+    assert_eq!(first.refreshes, 0);
+    s.server.revoke_tokens();
+    let second = s.sink.send(&batch(&s.catalog, 10, 10, 10)).await.unwrap();
+    assert_eq!(second.refreshes, 1);
+    let statuses: Vec<u16> = s.server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [204, 401, 204]);
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (20, 20));
+}
+
+#[tokio::test]
+async fn a_second_401_in_a_row_is_a_permanent_error() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Status { status: 401, retry_after: None });
+    s.server.inject(Fault::Status { status: 401, retry_after: None });
+    let error = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap_err();
+    assert!(
+        matches!(&error, SentinelError::Client(ClientError::Refused { error, .. }) if error.status == Some(401)),
+        "{error}"
+    );
+    assert_eq!(s.server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_403_stops_the_sink_with_the_permission_hint() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Status { status: 403, retry_after: None });
+    let error = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap_err().to_string();
+    assert!(error.contains("403"), "{error}");
+    assert!(error.contains("Monitoring Metrics Publisher") && error.contains("30 minutes"), "{error}");
+    assert_eq!(s.server.requests().len(), 1, "no retry");
+    assert!(s.server.accepted(DCR, STREAM).is_empty());
+}
+
+#[tokio::test]
+async fn an_undeclared_stream_stops_the_sink_with_the_dcr_hint() {
+    let s = setup(|c| c.tables.get_mut(TABLE).unwrap().stream = Some("Custom-Nope_CL".into())).await;
+    let error = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap_err().to_string();
+    assert!(error.contains("404") && error.contains("check the DCR immutable id and the stream name"), "{error}");
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_is_a_permanent_auth_error() {
+    let s = setup(|c| {
+        if let AuthConfig::ClientSecret { secret, .. } = &mut c.auth {
+            *secret = Secret::new("wrong-secret");
+        }
+    })
+    .await;
+    let error = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap_err();
+    assert!(matches!(&error, SentinelError::Client(ClientError::Auth(e)) if e.permanent), "{error}");
+    assert!(!error.to_string().contains("wrong-secret"), "{error}");
+    assert!(s.server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_413_halves_the_body_until_every_part_fits() {
+    let s = setup_with(|server| server.max_wire_bytes = 8 * 1024, |_| {}).await;
+    let delivered = s.sink.send(&batch(&s.catalog, 200, 1_000, 0)).await.unwrap();
+    assert!(delivered.splits >= 3, "{delivered:?}");
+    assert_eq!((delivered.sent.rows, delivered.sent.rejected), (200, 0));
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (200, 200), "split bodies hold each row once");
+    assert!(s.server.requests().iter().any(|r| r.status == 413));
+}
+
+#[tokio::test]
+async fn a_single_row_refused_with_413_is_reported_as_rejected_not_dropped_silently() {
+    let s = setup(|_| {}).await;
+    s.server.inject(Fault::Status { status: 413, retry_after: None });
+    s.server.inject(Fault::Status { status: 413, retry_after: None });
+    let delivered = s.sink.send(&batch(&s.catalog, 2, 10, 0)).await.unwrap();
+    assert_eq!((delivered.splits, delivered.sent.rows, delivered.sent.rejected), (1, 1, 1));
+    assert_eq!(accepted_ids(&s.server).1, 1);
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_is_retried_and_its_rows_land_at_least_once() {
+    let s = setup(|c| c.request_timeout = Duration::from_millis(500)).await;
+    // Get the token first: the timeout applies to the token request too.
+    s.sink.send(&batch(&s.catalog, 1, 10, 1_000)).await.unwrap();
+    s.server.inject(Fault::Slow(Duration::from_secs(2)));
+    let delivered = s.sink.send(&batch(&s.catalog, 50, 10, 0)).await.unwrap();
+    assert_eq!(delivered.retries, 1);
+    assert_eq!(delivered.sent.rows, 50);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!(ids.len(), 51, "every row at least once");
+    assert!(rows >= 51);
+}
