@@ -28,9 +28,17 @@
 //! | project-away AdditionalFields
 //! '''
 //!
-//! [sentinel]                 # the Sentinel path; today a dry run: request bodies to a directory
-//! dry_run_dir = "out/sentinel"
+//! [sentinel]                 # where the Sentinel path goes: the Logs Ingestion API ...
+//! endpoint = "https://my-dcr-abcd.eastus-1.ingest.monitor.azure.com"
+//! dcr_immutable_id = "dcr-0123456789abcdef0123456789abcdef"   # or per table: tables.X.dcr_immutable_id
 //! pack = "uncompressed"      # ≤ 1 MiB of JSON per call (the SDK's rule), or "compressed"
+//! # dry_run_dir = "out/sentinel"   # ... or, instead of endpoint, store the request bodies here
+//!
+//! [sentinel.auth]            # client_secret | workload_identity | managed_identity | azure_cli
+//! method = "client_secret"
+//! tenant_id = "..."
+//! client_id = "..."
+//! client_secret_env = "AZURE_CLIENT_SECRET"   # the secret itself never goes in the file
 //!
 //! [prices]                   # override any of the illustrative list prices
 //! analytics_per_gb = 5.22
@@ -41,7 +49,10 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use anyhow::{Context, bail};
 use defender_core::{Catalog, FlushRule, billing::Prices};
 use defender_pipeline::{PipelineOptions, Policy, policy::TableSettings};
-use defender_sinks::{ArchiveConfig, sentinel::PackMode};
+use defender_sinks::{
+    ArchiveConfig,
+    sentinel::{AuthConfig, PackMode, Secret, SentinelConfig},
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -71,9 +82,54 @@ pub struct Config {
 pub struct SentinelSection {
     /// Store every request body the Logs Ingestion client would send under this directory (or
     /// object store URL), instead of sending it.
-    pub dry_run_dir: String,
+    pub dry_run_dir: Option<String>,
+    /// Send to this logs ingestion endpoint (the DCR's, or a DCE): `https://...`.
+    pub endpoint: Option<String>,
+    /// The DCR of tables that do not name their own.
+    pub dcr_immutable_id: Option<String>,
     #[serde(default)]
     pub pack: PackSetting,
+    /// Calls in flight per DCR (default 4).
+    pub concurrency_per_dcr: Option<usize>,
+    /// Extra trusted root certificate (PEM file): a private CA, or the test server's.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub auth: Option<AuthSection>,
+}
+
+/// How the sink gets its Entra token. Secrets are never in the file: they come from the
+/// environment variable the config names.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSection {
+    /// An app registration and its secret.
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        #[serde(default = "defaults::client_secret_env")]
+        client_secret_env: String,
+        #[serde(default = "defaults::authority_host")]
+        authority_host: String,
+    },
+    /// AKS workload identity; defaults from the variables the webhook injects
+    /// (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE).
+    WorkloadIdentity {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        token_file: Option<std::path::PathBuf>,
+        #[serde(default = "defaults::authority_host")]
+        authority_host: String,
+    },
+    /// The node's or VM's managed identity (user-assigned when `client_id` is given).
+    ManagedIdentity { client_id: Option<String> },
+    /// `az login` on a developer machine.
+    AzureCli,
+}
+
+/// What the Sentinel path of a run is.
+#[derive(Debug)]
+pub enum SentinelTarget {
+    DryRun { dir: String, pack: PackMode },
+    Live(Box<SentinelConfig>),
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -102,6 +158,10 @@ pub struct TableEntry {
     pub sentinel: Option<bool>,
     pub archive_filter: Option<Spanned<String>>,
     pub sentinel_filter: Option<Spanned<String>>,
+    /// The DCR and stream of this table (default: `[sentinel] dcr_immutable_id`,
+    /// `Custom-<Table>_CL`).
+    pub dcr_immutable_id: Option<String>,
+    pub stream: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +245,12 @@ mod defaults {
     }
     pub fn budget_mb() -> usize {
         64
+    }
+    pub fn client_secret_env() -> String {
+        "AZURE_CLIENT_SECRET".to_string()
+    }
+    pub fn authority_host() -> String {
+        "https://login.microsoftonline.com".to_string()
     }
 }
 
@@ -293,6 +359,90 @@ impl Config {
             policy: self.policy.clone(),
             ..PipelineOptions::default()
         }
+    }
+
+    /// The Sentinel path, checked: a dry run or a live sink with a DCR for every table the
+    /// policy sends to Sentinel. `None` without a `[sentinel]` section.
+    pub fn sentinel_target(&self, catalog: &Catalog) -> anyhow::Result<Option<SentinelTarget>> {
+        let Some(s) = &self.sentinel else { return Ok(None) };
+        let endpoint = match (&s.dry_run_dir, &s.endpoint) {
+            (Some(dir), None) => return Ok(Some(SentinelTarget::DryRun { dir: dir.clone(), pack: s.pack.mode() })),
+            (None, Some(endpoint)) => endpoint,
+            _ => bail!("[sentinel] needs exactly one of `endpoint` (send) and `dry_run_dir` (store the bodies)"),
+        };
+        let Some(auth) = &s.auth else {
+            bail!(
+                "[sentinel] sends to {endpoint} but has no [sentinel.auth] section (method = \"client_secret\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
+            );
+        };
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        let auth = match auth {
+            AuthSection::ClientSecret { tenant_id, client_id, client_secret_env, authority_host } => {
+                let secret = env(client_secret_env).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "sentinel.auth.client_secret_env: environment variable {client_secret_env} is not set"
+                    )
+                })?;
+                AuthConfig::ClientSecret {
+                    tenant: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    secret: Secret::new(secret),
+                    authority_host: authority_host.clone(),
+                }
+            }
+            AuthSection::WorkloadIdentity { tenant_id, client_id, token_file, authority_host } => {
+                let need = |v: &Option<String>, var: &str, key: &str| {
+                    v.clone()
+                        .or_else(|| env(var))
+                        .ok_or_else(|| anyhow::anyhow!("sentinel.auth.{key}: not set and {var} is empty"))
+                };
+                AuthConfig::WorkloadIdentity {
+                    tenant: need(tenant_id, "AZURE_TENANT_ID", "tenant_id")?,
+                    client_id: need(client_id, "AZURE_CLIENT_ID", "client_id")?,
+                    token_file: match token_file {
+                        Some(f) => f.clone(),
+                        None => env("AZURE_FEDERATED_TOKEN_FILE")
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "sentinel.auth.token_file: not set and AZURE_FEDERATED_TOKEN_FILE is empty"
+                                )
+                            })?
+                            .into(),
+                    },
+                    authority_host: authority_host.clone(),
+                }
+            }
+            AuthSection::ManagedIdentity { client_id } => AuthConfig::ManagedIdentity { client_id: client_id.clone() },
+            AuthSection::AzureCli => AuthConfig::AzureCli,
+        };
+        let mut config = SentinelConfig::new(endpoint.clone(), auth);
+        config.pack = s.pack.mode();
+        if let Some(n) = s.concurrency_per_dcr {
+            config.concurrency_per_dcr = n;
+        }
+        if let Some(path) = &s.ca_file {
+            config.extra_root_pem = Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("sentinel.ca_file: cannot read {}", path.display()))?,
+            );
+        }
+        for t in catalog.tables() {
+            if !self.policy.routes(catalog, &t.table).sentinel.enabled {
+                continue;
+            }
+            let entry = self.tables.get(&t.table);
+            let dcr = entry.and_then(|e| e.dcr_immutable_id.clone()).or_else(|| s.dcr_immutable_id.clone());
+            let Some(dcr) = dcr else {
+                bail!(
+                    "tables.{}: sent to Sentinel but no DCR: set [sentinel] dcr_immutable_id or tables.{}.dcr_immutable_id",
+                    t.table,
+                    t.table
+                );
+            };
+            config = config.with_table(&t.table, &dcr, entry.and_then(|e| e.stream.as_deref()));
+        }
+        config.validate().map_err(|e| anyhow::anyhow!("[sentinel]: {e}"))?;
+        Ok(Some(SentinelTarget::Live(Box::new(config))))
     }
 
     pub fn archive_config(&self) -> ArchiveConfig {

@@ -6,10 +6,18 @@ use anyhow::{Context, bail};
 use clap::Args;
 use defender_core::Catalog;
 use defender_pipeline::Progress;
-use defender_sinks::{ArchiveSink, sentinel::DryRunSink, store};
+use defender_pipeline::SentinelPath;
+use defender_sinks::{
+    ArchiveSink,
+    sentinel::{DryRunSink, SentinelSink},
+    store,
+};
 use defender_sources::{FileSource, resolve_inputs};
 
-use crate::{config::Config, report};
+use crate::{
+    config::{Config, SentinelTarget},
+    report,
+};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -37,16 +45,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let files = config.source.files.as_ref().expect("resolve checks the source");
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
-    let sentinel = match (&config.sentinel, config.policy.any_sentinel()) {
-        (Some(s), _) => {
-            let location = store::open(&s.dry_run_dir)?;
+    let sentinel = match (config.sentinel_target(&catalog)?, config.policy.any_sentinel()) {
+        (Some(SentinelTarget::DryRun { dir, pack }), _) => {
+            let location = store::open(&dir)?;
             eprintln!("sentinel (dry run): request bodies to {}", location.display);
-            Some(DryRunSink::new(location, catalog.clone(), s.pack.mode()))
+            Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack)))
+        }
+        (Some(SentinelTarget::Live(c)), _) => {
+            eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), c.endpoint);
+            Some(SentinelPath::Live(SentinelSink::new(*c, catalog.clone())?))
         }
         (None, true) => bail!(
             "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \
-             `dry_run_dir = \"DIR\"` to store the request bodies the Logs Ingestion API would receive (sending them \
-             is not in this version), or set `sentinel = false`"
+             `endpoint`, `dcr_immutable_id` and [sentinel.auth] to send, or `dry_run_dir = \"DIR\"` to store the \
+             request bodies the Logs Ingestion API would receive; or set `sentinel = false`"
         ),
         (None, false) => None,
     };

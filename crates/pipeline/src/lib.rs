@@ -37,7 +37,7 @@ use defender_core::{
 use defender_sinks::{
     ArchiveSink, Durable,
     archive::ArchiveError,
-    sentinel::{DryRunSink, SentinelError},
+    sentinel::{DryRunSink, Sent, SentinelError, SentinelSink},
 };
 use defender_sources::{ByteBudget, SourceError, SourceEvent};
 use tokio::sync::mpsc;
@@ -79,6 +79,24 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
+/// Where rows the policy sends to Sentinel go.
+#[derive(Debug)]
+pub enum SentinelPath {
+    /// Store the request bodies (`[sentinel] dry_run_dir`).
+    DryRun(DryRunSink),
+    /// Send them to the Logs Ingestion API; returns only when every row was accepted.
+    Live(SentinelSink),
+}
+
+impl SentinelPath {
+    async fn write(&mut self, batch: &TableBatch) -> Result<Sent, SentinelError> {
+        match self {
+            Self::DryRun(sink) => sink.write(batch).await,
+            Self::Live(sink) => Ok(sink.send(batch).await?.sent),
+        }
+    }
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
@@ -115,14 +133,17 @@ pub enum PipelineError {
 
 /// Runs a pipeline to the end of its source. `source` is given the channel and budget to fill.
 ///
-/// `sentinel` receives the rows the policy sends to Sentinel (today: the dry-run sink that stores
-/// the request bodies); without it the Sentinel routes are not taken (the CLI refuses a config
-/// that asks for them without a `[sentinel]` section).
+/// `sentinel` receives the rows the policy sends to Sentinel; a batch's Sentinel part is acked
+/// only when every row of it was accepted (or stored, in a dry run). While the sink waits out
+/// throttling or an outage, this task does not take the next epoch: the epoch queue fills, the
+/// decoder stops, the source's byte budget runs out and reading stops, so memory stays flat.
+/// Without a sink the Sentinel routes are not taken (the CLI refuses a config that asks for
+/// them without a `[sentinel]` section).
 pub async fn run<S, F>(
     catalog: Arc<Catalog>,
     source: S,
     archive: ArchiveSink,
-    sentinel: Option<DryRunSink>,
+    sentinel: Option<SentinelPath>,
     options: PipelineOptions,
     progress: impl FnMut(&Progress) + Send + 'static,
 ) -> Result<RunReport, PipelineError>
@@ -248,7 +269,7 @@ async fn decode_stage(
 
 struct SinkState {
     archive: ArchiveSink,
-    sentinel: Option<DryRunSink>,
+    sentinel: Option<SentinelPath>,
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     tracker: AckTracker,
