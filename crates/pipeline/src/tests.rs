@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use defender_sinks::{ArchiveConfig, store};
-use defender_sources::FileSource;
+use defender_sources::{FileSource, SourceEvent};
 
 use super::*;
 
@@ -58,4 +58,108 @@ async fn commits_nothing_when_the_archive_cannot_store() {
     let err = run_files(inputs, &root, FlushRule::default()).await.unwrap_err();
     assert!(matches!(err, PipelineError::Archive(_)), "{err}");
     assert!(err.to_string().starts_with("cannot store table=DeviceInfo/date=2026-11-20/hour=10/"), "{err}");
+}
+
+/// A long 429 storm on the Sentinel path stops the source instead of buffering: while the sink
+/// waits, the bytes read stay within the byte budget, one chunk and the queued epochs; once the
+/// storm ends, everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_stops_reading_instead_of_buffering() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use defender_core::Catalog;
+    use defender_gen::{GenOptions, Target};
+    use defender_ingestion_server::{Fault, ServerConfig, TestServer};
+    use defender_sinks::sentinel::{AuthConfig, SentinelConfig, SentinelSink};
+
+    use crate::policy::TableSettings;
+
+    const DCR: &str = "dcr-00000000000000000000000000000002";
+    let streams = BTreeMap::from([(DCR.to_string(), BTreeMap::from([("Custom-DeviceInfo_CL".to_string(), vec![])]))]);
+    let mut server_config = ServerConfig::new(streams, "t", "c", "s");
+    server_config.reject_unknown_columns = false;
+    let server = TestServer::start(server_config).await.unwrap();
+    for _ in 0..6 {
+        server.inject(Fault::Status { status: 429, retry_after: Some(1) });
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Arc::new(Catalog::embedded());
+    let mut inputs = Vec::new();
+    let mut total = 0u64;
+    for i in 0..24 {
+        let path = dir.path().join(format!("in-{i:02}.json"));
+        let options = GenOptions {
+            seed: i,
+            tables: vec!["DeviceInfo".into()],
+            target: Target::Bytes(400_000),
+            envelope: false,
+            ..GenOptions::default()
+        };
+        let mut f = std::fs::File::create(&path).unwrap();
+        defender_gen::generate(&catalog, &options, &mut f).unwrap();
+        total += std::fs::metadata(&path).unwrap().len();
+        inputs.push(path);
+    }
+
+    let mut auth = AuthConfig::client_secret("t", "c", "s");
+    if let AuthConfig::ClientSecret { authority_host, .. } = &mut auth {
+        *authority_host = server.authority.clone();
+    }
+    let mut config = SentinelConfig::new(server.endpoint.clone(), auth).with_table("DeviceInfo", DCR, None);
+    config.extra_root_pem = Some(server.ca_pem.clone());
+    let sentinel = SentinelSink::new(config, catalog.clone()).unwrap();
+    let settings = BTreeMap::from([(
+        "DeviceInfo".to_string(),
+        TableSettings { sentinel: Some(true), ..TableSettings::default() },
+    )]);
+    let policy = Arc::new(Policy::new(&catalog, &settings).unwrap());
+    let archive =
+        ArchiveSink::new(store::open(dir.path().join("archive").to_str().unwrap()).unwrap(), ArchiveConfig::default());
+    let budget_bytes = 256 << 10;
+    let options = PipelineOptions {
+        flush: FlushRule { max_rows: 100, ..FlushRule::default() },
+        policy,
+        budget_bytes,
+        tick: Duration::from_millis(100),
+    };
+
+    // Count what the source hands over, through a one-slot forwarder.
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = read.clone();
+    let source = FileSource::new(inputs);
+    let pipeline = tokio::spawn(run(
+        catalog.clone(),
+        move |tx: mpsc::Sender<SourceEvent>, budget| {
+            let (inner_tx, mut inner_rx) = mpsc::channel::<SourceEvent>(1);
+            tokio::spawn(async move {
+                while let Some(event) = inner_rx.recv().await {
+                    if let SourceEvent::Chunk(c) = &event {
+                        counter.fetch_add(c.messages.iter().map(|m| m.1.len() as u64 + 1).sum(), Ordering::SeqCst);
+                    }
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            source.run(inner_tx, budget)
+        },
+        archive,
+        Some(SentinelPath::Live(sentinel)),
+        options,
+        |_| {},
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = read.load(Ordering::SeqCst);
+    // Budget + the chunk being read + one in the forwarder + decoded epochs queued (6 × 100 rows
+    // of ~3 KB): a few MB at most, against ~9.6 MB of input.
+    eprintln!("read during the storm: {during} of {total}");
+    assert!(during < 5 << 20, "read {during} of {total} bytes while the sink was throttled");
+    assert!(server.requests().iter().all(|r| r.status == 429), "still in the storm after 3 s");
+    let report = pipeline.await.unwrap().unwrap();
+    assert_eq!(read.load(Ordering::SeqCst), total, "everything read once the storm passed");
+    let info = &report.accounting.tables["DeviceInfo"];
+    assert_eq!(info.sent_sentinel, info.decoded);
+    assert_eq!(server.accepted(DCR, "Custom-DeviceInfo_CL").len() as u64, info.decoded);
+    server.stop().await;
 }

@@ -7,12 +7,13 @@
 //! offset 1. Gzip is recognised by its magic bytes.
 
 use std::{
-    io::Read,
+    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
 use tokio::sync::mpsc;
 
 use crate::{ByteBudget, Chunk, SourceEvent};
@@ -78,35 +79,35 @@ impl FileSource {
         self.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
     }
 
-    /// Sends every file's messages, then a `PartitionEnd` per file. Stops early (Ok) when the
-    /// receiver is gone.
+    /// Sends every file's messages, then a `PartitionEnd` per file. Files are read as they are
+    /// sent, a chunk at a time, so a file of any size costs at most one chunk beyond the byte
+    /// budget. Stops early (Ok) when the receiver is gone.
     pub async fn run(self, tx: mpsc::Sender<SourceEvent>, budget: ByteBudget) -> Result<(), SourceError> {
         for (partition, path) in self.files.iter().enumerate() {
             let partition = partition as u32;
-            let p = path.clone();
-            let data = tokio::task::spawn_blocking(move || read_all(&p))
-                .await
-                .expect("reading a file does not panic")
-                .map_err(|source| SourceError::Read { path: path.display().to_string(), source })?;
             let source: Arc<str> = path.display().to_string().into();
-            tracing::debug!(file = %source, bytes = data.len(), "reading input");
-            let mut chunk = Vec::new();
-            let mut chunk_bytes = 0;
-            for (offset, message) in split_messages(&data) {
-                chunk_bytes += message.len();
-                chunk.push((offset, message));
-                if chunk_bytes >= CHUNK_BYTES {
-                    let permit = budget.acquire(chunk_bytes).await;
-                    let c = Chunk { source: source.clone(), partition, messages: std::mem::take(&mut chunk), permit };
-                    if tx.send(SourceEvent::Chunk(c)).await.is_err() {
-                        return Ok(());
-                    }
-                    chunk_bytes = 0;
+            let read_err = |source| SourceError::Read { path: path.display().to_string(), source };
+            let p = path.clone();
+            let mut reader = tokio::task::spawn_blocking(move || MessageReader::open(&p))
+                .await
+                .expect("opening a file does not panic")
+                .map_err(read_err)?;
+            tracing::debug!(file = %source, "reading input");
+            loop {
+                let (back, chunk) = tokio::task::spawn_blocking(move || {
+                    let chunk = reader.next_chunk(CHUNK_BYTES);
+                    (reader, chunk)
+                })
+                .await
+                .expect("reading a file does not panic");
+                reader = back;
+                let messages = chunk.map_err(read_err)?;
+                if messages.is_empty() {
+                    break;
                 }
-            }
-            if !chunk.is_empty() {
-                let permit = budget.acquire(chunk_bytes).await;
-                let c = Chunk { source: source.clone(), partition, messages: chunk, permit };
+                let bytes = messages.iter().map(|m| m.1.len()).sum();
+                let permit = budget.acquire(bytes).await;
+                let c = Chunk { source: source.clone(), partition, messages, permit };
                 if tx.send(SourceEvent::Chunk(c)).await.is_err() {
                     return Ok(());
                 }
@@ -119,46 +120,68 @@ impl FileSource {
     }
 }
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes (several gzip
-/// members are read one after the other).
-pub fn read_all(path: &Path) -> std::io::Result<Bytes> {
-    let raw = std::fs::read(path)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 8);
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out)?;
-        Ok(Bytes::from(out))
-    } else {
-        Ok(Bytes::from(raw))
+/// Reads the messages of one input, a chunk at a time: one per non-blank line (numbered from 1),
+/// or the whole input as one message when its first non-blank line is a lone `{` or `[`
+/// (a pretty-printed message). A broken line, even the first, is just a line: it becomes one
+/// dead letter. Gzip (one or several members) is recognised by its magic bytes.
+pub struct MessageReader {
+    reader: Box<dyn BufRead + Send>,
+    line: i64,
+    started: bool,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for MessageReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageReader").field("line", &self.line).finish()
     }
 }
 
-/// Splits file contents into (line number, message) pairs, skipping blank lines. When the first
-/// non-blank line is a lone `{` or `[`, the whole file is one (pretty-printed) message. A broken
-/// line, even the first, is just a line: it becomes one dead letter.
-pub fn split_messages(data: &Bytes) -> Vec<(i64, Bytes)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut line = 0i64;
-    while start < data.len() {
-        line += 1;
-        let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-        let text = trim(&data[start..end]);
-        if !text.is_empty() {
-            if out.is_empty() && (text == b"{" || text == b"[") {
-                let all = trim(data);
-                let skip = all.as_ptr() as usize - data.as_ptr() as usize;
-                return vec![(line, data.slice(skip..skip + all.len()))];
+impl MessageReader {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn BufRead + Send> =
+            if gzip { Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file))) } else { Box::new(file) };
+        Ok(Self::new(reader))
+    }
+
+    pub fn new(reader: Box<dyn BufRead + Send>) -> Self {
+        Self { reader, line: 0, started: false, done: false, buf: Vec::new() }
+    }
+
+    /// The next messages, about `max_bytes` of them; empty at the end of the input.
+    pub fn next_chunk(&mut self, max_bytes: usize) -> std::io::Result<Vec<(i64, Bytes)>> {
+        let mut data = Vec::with_capacity(max_bytes.min(1 << 22));
+        let mut spans = Vec::new();
+        while !self.done && data.len() < max_bytes {
+            self.buf.clear();
+            if self.reader.read_until(b'\n', &mut self.buf)? == 0 {
+                self.done = true;
+                break;
             }
-            let skip = text.as_ptr() as usize - data.as_ptr() as usize;
-            out.push((line, data.slice(skip..skip + text.len())));
+            self.line += 1;
+            let text = trim(&self.buf);
+            if text.is_empty() {
+                continue;
+            }
+            if !self.started {
+                self.started = true;
+                if text == b"{" || text == b"[" {
+                    let mut all = std::mem::take(&mut self.buf);
+                    self.reader.read_to_end(&mut all)?;
+                    self.done = true;
+                    return Ok(vec![(self.line, Bytes::copy_from_slice(trim(&all)))]);
+                }
+            }
+            let start = data.len();
+            data.extend_from_slice(text);
+            spans.push((self.line, start..data.len()));
         }
-        start = end + 1;
+        let data = Bytes::from(data);
+        Ok(spans.into_iter().map(|(line, range)| (line, data.slice(range))).collect())
     }
-    out
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -172,6 +195,18 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    fn split_messages(data: &Bytes) -> Vec<(i64, Bytes)> {
+        let mut r = MessageReader::new(Box::new(std::io::Cursor::new(data.to_vec())));
+        let mut out = Vec::new();
+        loop {
+            let chunk = r.next_chunk(8).unwrap();
+            if chunk.is_empty() {
+                return out;
+            }
+            out.extend(chunk);
+        }
+    }
 
     #[test]
     fn splits_lines_with_line_numbers_and_skips_blank_ones() {

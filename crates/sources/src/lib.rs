@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use budget::{ByteBudget, BytePermit};
-pub use files::{FileSource, SourceError, resolve_inputs};
+pub use files::{FileSource, MessageReader, SourceError, resolve_inputs};
 
 /// Consecutive messages of one partition.
 #[derive(Debug)]
