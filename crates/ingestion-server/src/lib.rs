@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// is not documented to reject them (undeclared properties are not part of the stream the
     /// transformation sees); strict by default so tests catch schema drift.
     pub reject_unknown_columns: bool,
+    /// The client's certificate (PEM): when set, the token endpoint also accepts a
+    /// `client_assertion` JWT (RS256 or PS256) signed with its key, as
+    /// `ClientCertificateCredential` sends; default None (client secret only).
+    pub client_certificate_pem: Option<String>,
 }
 
 impl ServerConfig {
@@ -94,6 +98,7 @@ impl ServerConfig {
             max_wire_bytes: DEFAULT_MAX_WIRE_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             reject_unknown_columns: true,
+            client_certificate_pem: None,
         }
     }
 }
@@ -109,6 +114,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_wire_bytes", &self.max_wire_bytes)
             .field("max_decompressed_bytes", &self.max_decompressed_bytes)
             .field("reject_unknown_columns", &self.reject_unknown_columns)
+            .field("client_certificate_pem", &self.client_certificate_pem.as_ref().map(|_| "<certificate>"))
             .finish()
     }
 }

@@ -8,6 +8,12 @@
 //!   disable it (MSAL sends it to `login.microsoftonline.com` for unknown hosts, so in practice
 //!   `disable_instance_discovery=True` is required with a local authority).
 //!
+//! With [`crate::ServerConfig::client_certificate_pem`] set, the grant may instead carry
+//! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and a
+//! `client_assertion` JWT (what `ClientCertificateCredential` sends): RS256 or PS256, signed
+//! with the certificate's key, `aud` the token endpoint URL, `iss` = `sub` = the client id, `exp`
+//! in the future; anything else is 401 `invalid_client`.
+//!
 //! Errors follow OAuth2 (RFC 6749 §5.2): `{"error","error_description"}`; a wrong secret is 401
 //! `invalid_client`. Issued tokens are random opaque strings remembered with their scope; the
 //! ingestion endpoint accepts only those for `https://monitor.azure.com/.default`. Secrets and
@@ -27,6 +33,9 @@ use crate::ingest::BoxResponseFuture;
 use crate::{Resp, Shared};
 
 const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// The only accepted `client_assertion_type`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Entry point of the authority listener.
 pub(crate) fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> BoxResponseFuture {
@@ -103,7 +112,7 @@ fn openid_configuration(authority: &str, tenant: &str) -> Value {
         "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
         "end_session_endpoint": format!("{base}/oauth2/v2.0/logout"),
         "jwks_uri": format!("{authority}/{tenant}/discovery/v2.0/keys"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "subject_types_supported": ["pairwise"],
@@ -124,7 +133,22 @@ fn token(shared: &Shared, form: &[u8]) -> Resp {
     if get("client_id") != config.client_id {
         return oauth_error(400, "unauthorized_client", "the application was not found in the tenant");
     }
-    if get("client_secret") != config.client_secret {
+    if fields.contains_key("client_assertion") || fields.contains_key("client_assertion_type") {
+        let endpoint = format!("{}/{}/oauth2/v2.0/token", shared.authority, config.tenant);
+        let checked = match (&config.client_certificate_pem, get("client_assertion_type")) {
+            (None, _) => Err("no certificate is registered for the application".to_owned()),
+            (Some(_), t) if t != JWT_BEARER => Err(format!("client_assertion_type must be {JWT_BEARER}")),
+            (Some(pem), _) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                verify_assertion(get("client_assertion"), pem, &config.client_id, &endpoint, now)
+            }
+        };
+        if let Err(why) = checked {
+            return oauth_error(401, "invalid_client", &format!("invalid client assertion: {why}"));
+        }
+    } else if get("client_secret") != config.client_secret {
         return oauth_error(401, "invalid_client", "invalid client secret provided");
     }
     let scope = get("scope");
@@ -148,6 +172,66 @@ fn token(shared: &Shared, form: &[u8]) -> Resp {
             "access_token": access_token,
         }),
     )
+}
+
+/// Checks a `client_assertion` JWT: signature (RS256 or PS256) by the key of the certificate in
+/// `certificate_pem`, `aud` = `endpoint`, `iss` = `sub` = `client_id`, `exp` after `now` and
+/// `nbf` (when present) not after it (unix seconds, 5 minutes of clock skew allowed for `nbf`).
+pub fn verify_assertion(
+    jwt: &str,
+    certificate_pem: &str,
+    client_id: &str,
+    endpoint: &str,
+    now: i64,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, payload, signature] = parts.as_slice() else {
+        return Err("not a signed JWT".into());
+    };
+    let decode = |part: &str, what: &str| {
+        URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| format!("the {what} is not base64url"))
+    };
+    let json = |bytes: Vec<u8>, what: &str| {
+        serde_json::from_slice::<Value>(&bytes).map_err(|_| format!("the {what} is not a JSON object"))
+    };
+    let header = json(decode(header, "header")?, "header")?;
+    let claims = json(decode(payload, "payload")?, "payload")?;
+    let signature = decode(signature, "signature")?;
+    let algorithm = match header["alg"].as_str() {
+        Some("RS256") => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        Some("PS256") => webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        other => return Err(format!("unsupported alg {other:?} (RS256 or PS256)")),
+    };
+    let der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
+        .map_err(|e| format!("the registered certificate is not PEM: {e}"))?;
+    let cert =
+        webpki::EndEntityCert::try_from(&der).map_err(|e| format!("the registered certificate does not parse: {e}"))?;
+    let signed = &jwt[..jwt.rfind('.').unwrap_or(0)];
+    cert.verify_signature(algorithm, signed.as_bytes(), &signature)
+        .map_err(|_| "the signature does not match the registered certificate".to_owned())?;
+    if claims["aud"].as_str() != Some(endpoint) {
+        return Err(format!("aud must be {endpoint}"));
+    }
+    if claims["iss"].as_str() != Some(client_id) || claims["sub"].as_str() != Some(client_id) {
+        return Err("iss and sub must be the client id".into());
+    }
+    match claims["exp"].as_i64() {
+        Some(exp) if exp > now => {}
+        Some(_) => return Err("the assertion has expired".into()),
+        None => return Err("exp is missing".into()),
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        match nbf.as_i64() {
+            Some(nbf) if nbf <= now + 300 => {}
+            _ => return Err("the assertion is not valid yet".into()),
+        }
+    }
+    Ok(())
 }
 
 fn random_token() -> String {

@@ -242,6 +242,53 @@ async fn a_wrong_client_secret_is_a_permanent_auth_error() {
     assert!(s.server.requests().is_empty());
 }
 
+/// A fresh RSA key (PKCS#8 PEM; ring cannot generate RSA keys) and a self-signed certificate
+/// for it made by rcgen (PEM).
+fn rsa_certificate() -> (String, String) {
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let key_pem = String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let key_pair = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["defender-ingest".to_string()]).unwrap().self_signed(&key_pair).unwrap();
+    (key_pem, cert.pem())
+}
+
+/// Replaces the client-secret auth of `setup` by the certificate in `pem` (key + certificate).
+fn use_certificate(c: &mut SentinelConfig, pem: String) {
+    let AuthConfig::ClientSecret { tenant, client_id, authority_host, .. } = c.auth.clone() else {
+        unreachable!("setup configures a client secret")
+    };
+    c.auth = AuthConfig::ClientCertificate { tenant, client_id, certificate: Secret::new(pem), authority_host };
+}
+
+#[tokio::test]
+async fn client_certificate_auth_gets_every_row_accepted() {
+    let (key, cert) = rsa_certificate();
+    let registered = cert.clone();
+    let s =
+        setup_with(|sc| sc.client_certificate_pem = Some(registered), |c| use_certificate(c, format!("{key}{cert}")))
+            .await;
+    let delivered = s.sink.send(&batch(&s.catalog, 500, 50, 0)).await.unwrap();
+    assert_eq!((delivered.sent.rows, delivered.sent.rejected), (500, 0));
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (500, 500), "each row exactly once");
+    assert!(s.server.requests().iter().all(|r| r.status == 204));
+}
+
+#[tokio::test]
+async fn a_wrong_client_certificate_is_a_permanent_auth_error() {
+    let (_, registered) = rsa_certificate();
+    let (key, cert) = rsa_certificate();
+    let s =
+        setup_with(|sc| sc.client_certificate_pem = Some(registered), |c| use_certificate(c, format!("{key}{cert}")))
+            .await;
+    let error = s.sink.send(&batch(&s.catalog, 10, 10, 0)).await.unwrap_err();
+    assert!(matches!(&error, SentinelError::Client(ClientError::Auth(e)) if e.permanent), "{error}");
+    assert!(error.to_string().contains("signature does not match"), "refused by the token endpoint: {error}");
+    assert!(!error.to_string().contains("PRIVATE KEY"), "{error}");
+    assert!(s.server.requests().is_empty());
+}
+
 #[tokio::test]
 async fn a_413_halves_the_body_until_every_part_fits() {
     let s = setup_with(|server| server.max_wire_bytes = 8 * 1024, |_| {}).await;

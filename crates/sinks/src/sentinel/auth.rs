@@ -1,10 +1,12 @@
 //! Entra tokens for the Logs Ingestion API (scope `https://monitor.azure.com/.default`).
 //!
-//! Credentials come from `azure_identity` 1.0 (client secret, workload identity, managed
-//! identity, Azure CLI), with the authority host set through a custom cloud configuration and
-//! the HTTP transport replaced by our own `reqwest` client (so a test CA reaches the token
-//! endpoint too) and its retries turned off (the sink retries with its own backoff). `Static` is
-//! a fixed token for tests.
+//! Credentials come from `azure_identity` 1.0 (client secret, client certificate, workload
+//! identity, managed identity, Azure CLI), with the authority host set through a custom cloud
+//! configuration and the HTTP transport replaced by our own `reqwest` client (so a test CA
+//! reaches the token endpoint too) and its retries turned off (the sink retries with its own
+//! backoff). `Static` is a fixed token for tests. The client certificate credential (the
+//! `client_certificate` feature, which links the system OpenSSL) takes PKCS#12; the PEM key and
+//! certificate of [`AuthConfig::ClientCertificate`] are converted to it in memory.
 //!
 //! Invariants:
 //! - a token is reused until 5 minutes before it expires, then fetched again; one fetch at a time
@@ -24,7 +26,8 @@ use azure_core::{
     time::OffsetDateTime,
 };
 use azure_identity::{
-    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    AzureCliCredential, ClientAssertionCredentialOptions, ClientCertificateCredential,
+    ClientCertificateCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
     WorkloadIdentityCredentialOptions,
 };
@@ -75,6 +78,10 @@ impl From<String> for Secret {
 pub enum AuthConfig {
     /// An app registration with a client secret.
     ClientSecret { tenant: String, client_id: String, secret: Secret, authority_host: String },
+    /// An app registration with a certificate: `certificate` is PEM holding the unencrypted RSA
+    /// private key and the certificate (first; any further certificates are its chain), as
+    /// `az ad sp create-for-rbac --create-cert` writes. Entra gets a JWT signed with the key.
+    ClientCertificate { tenant: String, client_id: String, certificate: Secret, authority_host: String },
     /// AKS workload identity: the federated token in `token_file` is exchanged for an Entra token.
     WorkloadIdentity { tenant: String, client_id: String, token_file: PathBuf, authority_host: String },
     /// The managed identity of the VM / node (user-assigned when `client_id` is given).
@@ -109,6 +116,12 @@ impl AuthConfig {
                 nonempty("tenant", tenant)?;
                 nonempty("client_id", client_id)?;
                 nonempty("secret", secret.expose())?;
+                authority(authority_host)
+            }
+            Self::ClientCertificate { tenant, client_id, certificate, authority_host } => {
+                nonempty("tenant", tenant)?;
+                nonempty("client_id", client_id)?;
+                nonempty("certificate", certificate.expose())?;
                 authority(authority_host)
             }
             Self::WorkloadIdentity { tenant, client_id, token_file, authority_host } => {
@@ -259,6 +272,19 @@ fn build_credential(
             )
             .map_err(invalid)?
         }
+        AuthConfig::ClientCertificate { tenant, client_id, certificate, authority_host } => {
+            let options = ClientCertificateCredentialOptions {
+                client_options: client_options(http, Some(authority_host)),
+                ..Default::default()
+            };
+            ClientCertificateCredential::new(
+                tenant.clone(),
+                client_id.clone(),
+                pkcs12_from_pem(certificate)?,
+                Some(options),
+            )
+            .map_err(invalid)?
+        }
         AuthConfig::WorkloadIdentity { tenant, client_id, token_file, authority_host } => {
             let options = WorkloadIdentityCredentialOptions {
                 credential_options: ClientAssertionCredentialOptions {
@@ -280,6 +306,33 @@ fn build_credential(
         AuthConfig::AzureCli => AzureCliCredential::new(None).map_err(invalid)?,
     };
     Ok(Some(credential))
+}
+
+/// `azure_identity` takes PKCS#12: converts PEM (RSA key + certificate + chain) to an
+/// unencrypted bundle. Errors name what is wrong, never the content.
+fn pkcs12_from_pem(pem: &Secret) -> Result<azure_core::credentials::SecretBytes, AuthError> {
+    use openssl::{pkcs12::Pkcs12, pkey::PKey, stack::Stack, x509::X509};
+    let invalid = |what: &str, e: openssl::error::ErrorStack| AuthError {
+        message: format!("auth.certificate: {what}: {e}"),
+        permanent: true,
+    };
+    let pem = pem.expose().as_bytes();
+    let key = PKey::private_key_from_pem(pem).map_err(|e| invalid("no unencrypted private key in the PEM", e))?;
+    let mut certs = X509::stack_from_pem(pem).map_err(|e| invalid("the PEM certificates do not parse", e))?.into_iter();
+    let cert = certs
+        .next()
+        .ok_or_else(|| AuthError { message: "auth.certificate: no certificate in the PEM".into(), permanent: true })?;
+    let mut builder = Pkcs12::builder();
+    builder.pkey(&key).cert(&cert);
+    let mut chain = Stack::new().map_err(|e| invalid("cannot build the PKCS#12 bundle", e))?;
+    for c in certs {
+        chain.push(c).map_err(|e| invalid("cannot build the PKCS#12 bundle", e))?;
+    }
+    if !chain.is_empty() {
+        builder.ca(chain);
+    }
+    let der = builder.build2("").and_then(|p| p.to_der()).map_err(|e| invalid("cannot build the PKCS#12 bundle", e))?;
+    Ok(azure_core::credentials::SecretBytes::new(der))
 }
 
 #[cfg(test)]
@@ -316,6 +369,21 @@ mod tests {
         };
         assert_eq!(wi.validate().unwrap_err(), "auth.token_file must not be empty");
         assert!(AuthConfig::AzureCli.validate().is_ok());
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_pem_is_a_permanent_error_without_its_content() {
+        let cert = |pem: &str| AuthConfig::ClientCertificate {
+            tenant: "00000000-0000-0000-0000-000000000001".into(),
+            client_id: "app".into(),
+            certificate: Secret::new(pem),
+            authority_host: DEFAULT_AUTHORITY_HOST.into(),
+        };
+        assert_eq!(cert(" ").validate().unwrap_err(), "auth.certificate must not be empty");
+        assert!(!format!("{:?}", cert("top-secret-key")).contains("top-secret"));
+        let e = TokenSource::new(cert("top-secret-key"), reqwest::Client::new()).unwrap_err();
+        assert!(e.permanent && e.message.starts_with("auth.certificate: "), "{e}");
+        assert!(!e.message.contains("top-secret"), "{e}");
     }
 
     #[tokio::test]
