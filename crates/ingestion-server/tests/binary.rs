@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{CLIENT_ID, DCR, SECRET, STREAM, TENANT, send};
+use common::{CLIENT_ID, DCR, SECRET, STREAM, TENANT, post_token_form};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test]
@@ -37,16 +37,7 @@ async fn binary_prints_endpoints_serves_tokens_and_stops_on_sigterm() {
     let form = format!(
         "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}&scope=https%3A%2F%2Fmonitor.azure.com%2F.default"
     );
-    let reply = send(
-        authority,
-        &ca_pem,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form.into_bytes(),
-    )
-    .await
-    .unwrap();
+    let reply = post_token_form(authority, &ca_pem, form).await;
     assert_eq!(reply.status, 200);
 
     let pid = child.id().unwrap().to_string();

@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{CLIENT_ID, TENANT, send};
+use common::{CLIENT_ID, TENANT, post_token_form};
 use defender_ingestion_server::TestServer;
 use defender_ingestion_server::token::{JWT_BEARER, verify_assertion};
 use openssl::hash::MessageDigest;
@@ -64,16 +64,7 @@ async fn ask(server: &TestServer, assertion_type: &str, assertion: &str) -> comm
         .append_pair("client_assertion_type", assertion_type)
         .append_pair("client_assertion", assertion)
         .finish();
-    send(
-        &server.authority,
-        &server.ca_pem,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form.into_bytes(),
-    )
-    .await
-    .unwrap()
+    post_token_form(&server.authority, &server.ca_pem, form).await
 }
 
 fn assert_invalid_client(reply: &common::Reply, why: &str) {

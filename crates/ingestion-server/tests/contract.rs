@@ -228,16 +228,7 @@ async fn token_endpoint_rejects_a_wrong_secret_with_401_invalid_client() {
     let form = format!(
         "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret=wrong&scope=https%3A%2F%2Fmonitor.azure.com%2F.default"
     );
-    let reply = send(
-        &server.authority,
-        &server.ca_pem,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form.into_bytes(),
-    )
-    .await
-    .unwrap();
+    let reply = post_token_form(&server.authority, &server.ca_pem, form).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.json()["error"], "invalid_client");
     assert!(!String::from_utf8_lossy(&reply.body).contains(SECRET));
@@ -249,16 +240,7 @@ async fn token_endpoint_issues_bearer_tokens_and_serves_openid_configuration() {
     let form = format!(
         "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={SECRET}&scope=https%3A%2F%2Fmonitor.azure.com%2F.default"
     );
-    let reply = send(
-        &server.authority,
-        &server.ca_pem,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form.into_bytes(),
-    )
-    .await
-    .unwrap();
+    let reply = post_token_form(&server.authority, &server.ca_pem, form).await;
     let json = reply.json();
     assert_eq!(json["token_type"], "Bearer");
     assert_eq!(json["expires_in"], 3600);

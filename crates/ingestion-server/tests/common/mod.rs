@@ -84,6 +84,12 @@ pub async fn send(
     Ok(Reply { status, headers, body })
 }
 
+/// Posts a form to the token endpoint.
+pub async fn post_token_form(authority: &str, ca_pem: &str, form: String) -> Reply {
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    send(authority, ca_pem, "POST", &format!("/{TENANT}/oauth2/v2.0/token"), &headers, form.into_bytes()).await.unwrap()
+}
+
 /// Requests a token for `scope` with the right credentials.
 pub async fn token_for(server: &TestServer, scope: &str) -> String {
     let form = url::form_urlencoded::Serializer::new(String::new())
@@ -92,16 +98,7 @@ pub async fn token_for(server: &TestServer, scope: &str) -> String {
         .append_pair("client_secret", SECRET)
         .append_pair("scope", scope)
         .finish();
-    let reply = send(
-        &server.authority,
-        &server.ca_pem,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        form.into_bytes(),
-    )
-    .await
-    .unwrap();
+    let reply = post_token_form(&server.authority, &server.ca_pem, form).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     reply.json()["access_token"].as_str().unwrap().to_owned()
 }
