@@ -54,6 +54,14 @@ pub fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
     out
 }
 
+/// `defender-ingest run --config C --input I --archive A --json` with `envs`: the run's summary.
+pub fn run_summary(config: &Path, input: &Path, archive: &Path, envs: &[(&str, &str)]) -> Value {
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let (config, input, archive) = (path(config), path(input), path(archive));
+    let out = run_cli(&["run", "--config", &config, "--input", &input, "--archive", &archive, "--json"], envs);
+    serde_json::from_slice(&out.stdout).expect("run --json prints the summary")
+}
+
 /// Runs a Python helper of `tests/python/` with the test venv's interpreter.
 pub fn python(script: &str, args: &[&str]) -> String {
     let py = infra("DI_PYTHON");

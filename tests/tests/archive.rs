@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, io::Write, path::Path};
 
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Ledger, Target};
-use defender_tests::{infra, python, readback, run_cli};
+use defender_tests::{infra, python, readback, run_cli, run_summary};
 use serde_json::Value;
 
 /// Writes two inputs (envelope messages, and gzip'd bare records) covering every table, with
@@ -245,20 +245,7 @@ fn the_archive_policy_selects_and_filters_rows_and_counts_the_rest() {
     )
     .unwrap();
     let archive = dir.path().join("archive");
-    let out = run_cli(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--archive",
-            archive.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run_summary(&config, &input, &archive, &[]);
     let info = &summary["tables"]["DeviceInfo"];
     assert_eq!(
         (info["records_in"].as_u64(), info["written_archive"].as_u64(), info["filtered"].as_u64()),

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, io::Read, path::Path};
 
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Target};
-use defender_tests::{readback, run_cli};
+use defender_tests::{readback, run_cli, run_summary};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -98,20 +98,7 @@ fn the_filter_sends_exactly_its_rows_and_columns_while_the_archive_keeps_everyth
     let config = dir.path().join("c.toml");
     std::fs::write(&config, CONFIG.replace("SENTINEL_DIR", sentinel.to_str().unwrap())).unwrap();
     let archive = dir.path().join("archive");
-    let out = run_cli(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--archive",
-            archive.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = run_summary(&config, &input, &archive, &[]);
 
     // Exactly those rows on the Sentinel path...
     let rows = sent_rows(&sentinel, "Custom-DeviceNetworkEvents_CL");
