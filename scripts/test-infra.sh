@@ -199,8 +199,10 @@ cmd_install() {
     install_tansu
     install_azurite
     # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM); OpenSSL's
-    # headers build azure_identity's client-certificate credential (usually installed already).
-    apt_install chromium libssl-dev pkg-config
+    # headers build azure_identity's client-certificate credential and librdkafka's TLS; cmake
+    # builds librdkafka itself (rdkafka's cmake-build: Debian's librdkafka is too old), whose
+    # configuration code includes curl's header even when built without curl.
+    apt_install chromium libssl-dev pkg-config cmake libcurl4-openssl-dev
     log "install: done (cache ${CACHE_DIR})"
 }
 

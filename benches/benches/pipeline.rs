@@ -72,9 +72,7 @@ async fn once(
     let archive = ArchiveSink::new(store::open(archive_dir.to_str().unwrap()).unwrap(), ArchiveConfig::default());
     let source = FileSource::new(files.to_vec());
     let started = Instant::now();
-    defender_pipeline::run(catalog.clone(), move |tx, budget| source.run(tx, budget), archive, sink, options, |_| {})
-        .await
-        .unwrap();
+    defender_pipeline::run(catalog.clone(), move |io| source.run(io), archive, sink, options, |_| {}).await.unwrap();
     started.elapsed().as_secs_f64()
 }
 

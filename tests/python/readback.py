@@ -4,6 +4,7 @@ prints what it holds as ONE JSON object on stdout.
 
     readback.py <dir>                                    # every *.parquet under a local directory
     readback.py az://<container>[/<prefix>] [--blob-endpoint URL | --azurite-conn CONNSTR]
+    ... [--values COLUMN]                                 # also every value of COLUMN, per table
 
 For `az://` roots the blobs are listed and downloaded with Shared Key requests (azblob.py); the
 endpoint is --blob-endpoint (e.g. http://127.0.0.1:PORT/devstoreaccount1), else the connection
@@ -30,7 +31,9 @@ Output:
       "null_counts": {"<column>": n}
     }
   },
-  "files": ["<path relative to the root>", ...]             # sorted
+  "files": ["<path relative to the root>", ...],            # sorted
+  "values": {"<T>": [v, ...]}                               # with --values: every value of the
+                                                            # column, files in path order
 }
 Integers are printed exactly (Python ints, never floats). Exit status 2 for a bad argument or a
 missing root, 1 for an unreadable file.
@@ -148,8 +151,9 @@ def azure_files(root: str, endpoint: str, account: str | None, key: str | None) 
         yield name[len(list_prefix) :], client.get_blob(container, name)
 
 
-def read_all(files: Iterable[tuple[str, bytes | str]]) -> dict:
+def read_all(files: Iterable[tuple[str, bytes | str]], values_of: str | None = None) -> dict:
     tables: dict[str, TableStats] = {}
+    values: dict[str, list] = {}
     rels = []
     for rel, src in files:
         try:
@@ -159,8 +163,13 @@ def read_all(files: Iterable[tuple[str, bytes | str]]) -> dict:
             print(f"readback.py: cannot read {rel}: {type(e).__name__}: {e}", file=sys.stderr)
             sys.exit(1)
         tables.setdefault(table_of(rel), TableStats()).add(t)
+        if values_of is not None and values_of in t.column_names:
+            values.setdefault(table_of(rel), []).extend(t.column(values_of).to_pylist())
         rels.append(rel)
-    return {"tables": {name: tables[name].to_json() for name in sorted(tables)}, "files": sorted(rels)}
+    out = {"tables": {name: tables[name].to_json() for name in sorted(tables)}, "files": sorted(rels)}
+    if values_of is not None:
+        out["values"] = values
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -168,6 +177,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("root", help="a local directory, or az://<container>[/<prefix>]")
     p.add_argument("--blob-endpoint", help="blob endpoint URL for az:// roots (default $DI_AZURITE_BLOB)")
     p.add_argument("--azurite-conn", help="Azure Storage connection string for az:// roots")
+    p.add_argument("--values", metavar="COLUMN", help="also print every value of COLUMN, per table")
     args = p.parse_args(argv)
 
     if args.root.startswith("az://"):
@@ -190,7 +200,7 @@ def main(argv: list[str]) -> int:
         files = local_files(args.root)
 
     try:
-        result = read_all(files)
+        result = read_all(files, args.values)
     except Exception as e:  # noqa: BLE001 - listing/downloading (azblob.BlobError, OSError)
         print(f"readback.py: {args.root}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -6,11 +6,14 @@
 //! passes silently without it.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
 use serde_json::Value;
+
+pub mod kafka;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -85,4 +88,49 @@ pub fn readback(root: &str) -> Value {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     serde_json::from_str(&python("readback.py", &args)).expect("readback.py prints JSON")
+}
+
+/// Every value of `column` in the archive under `root`, per table (pyarrow).
+pub fn readback_values(root: &str, column: &str) -> BTreeMap<String, Vec<Value>> {
+    let mut args = vec![root.to_string(), "--values".into(), column.into()];
+    if root.starts_with("az://") {
+        args.push("--blob-endpoint".into());
+        args.push(infra("DI_AZURITE_BLOB"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out: Value = serde_json::from_str(&python("readback.py", &args)).expect("readback.py prints JSON");
+    serde_json::from_value(out["values"].clone()).expect("values per table")
+}
+
+/// The summary's per-table accounting matches the ledger exactly and balances.
+pub fn check_accounting(summary: &Value, ledger: &defender_gen::Ledger) {
+    let tables = summary["tables"].as_object().unwrap();
+    let mut expected_in = 0;
+    for (table, l) in &ledger.tables {
+        let s = &tables.get(table).unwrap_or_else(|| panic!("no accounting for {table}"));
+        let dead: BTreeMap<String, u64> =
+            s["dead_lettered"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
+        assert_eq!(s["records_in"].as_u64().unwrap(), l.records, "{table}: records in");
+        assert_eq!(dead, l.bad, "{table}: dead letters by reason");
+        let bad: u64 = l.bad.values().sum();
+        let decoded = l.records - bad;
+        if table.starts_with("DeviceTvm") {
+            // Archived only when the config names them; always off the Sentinel path.
+            assert_eq!(s["written_archive"].as_u64().unwrap(), 0, "{table}: TVM not archived by default");
+            assert_eq!(s["filtered"].as_u64().unwrap(), decoded, "{table}: filtered");
+            assert_eq!(s["dropped"]["tvm"].as_u64().unwrap_or(0), decoded, "{table}: dropped from the Sentinel path");
+        } else {
+            assert_eq!(s["written_archive"].as_u64().unwrap(), decoded, "{table}: written");
+            assert_eq!(s["filtered"].as_u64().unwrap(), 0);
+        }
+        expected_in += l.records;
+    }
+    assert_eq!(tables.len(), ledger.tables.len(), "no table the generator did not write");
+    let totals = &summary["totals"];
+    let dead: u64 = totals["dead_lettered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(totals["records_in"].as_u64().unwrap(), expected_in);
+    assert_eq!(
+        totals["records_in"].as_u64().unwrap(),
+        totals["written_archive"].as_u64().unwrap() + totals["filtered"].as_u64().unwrap() + dead
+    );
 }

@@ -3,11 +3,11 @@
 //! column types, exact 18-digit longs, 7-digit timestamps and the accounting against the
 //! generator's ledger.
 
-use std::{collections::BTreeMap, io::Write, path::Path};
+use std::{io::Write, path::Path};
 
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Ledger, Target};
-use defender_tests::{infra, python, readback, run_cli, run_summary};
+use defender_tests::{check_accounting, infra, python, readback, run_cli, run_summary};
 use serde_json::Value;
 
 /// Writes two inputs (envelope messages, and gzip'd bare records) covering every table, with
@@ -56,39 +56,6 @@ fn generate_inputs(dir: &Path, records: u64) -> Ledger {
     add(defender_gen::generate(&catalog, &mixed, &mut gz).unwrap());
     gz.finish().unwrap().flush().unwrap();
     ledger
-}
-
-/// The summary's per-table accounting matches the ledger exactly and balances.
-fn check_accounting(summary: &Value, ledger: &Ledger) {
-    let tables = summary["tables"].as_object().unwrap();
-    let mut expected_in = 0;
-    for (table, l) in &ledger.tables {
-        let s = &tables.get(table).unwrap_or_else(|| panic!("no accounting for {table}"));
-        let dead: BTreeMap<String, u64> =
-            s["dead_lettered"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
-        assert_eq!(s["records_in"].as_u64().unwrap(), l.records, "{table}: records in");
-        assert_eq!(dead, l.bad, "{table}: dead letters by reason");
-        let bad: u64 = l.bad.values().sum();
-        let decoded = l.records - bad;
-        if table.starts_with("DeviceTvm") {
-            // Archived only when the config names them; always off the Sentinel path.
-            assert_eq!(s["written_archive"].as_u64().unwrap(), 0, "{table}: TVM not archived by default");
-            assert_eq!(s["filtered"].as_u64().unwrap(), decoded, "{table}: filtered");
-            assert_eq!(s["dropped"]["tvm"].as_u64().unwrap_or(0), decoded, "{table}: dropped from the Sentinel path");
-        } else {
-            assert_eq!(s["written_archive"].as_u64().unwrap(), decoded, "{table}: written");
-            assert_eq!(s["filtered"].as_u64().unwrap(), 0);
-        }
-        expected_in += l.records;
-    }
-    assert_eq!(tables.len(), ledger.tables.len(), "no table the generator did not write");
-    let totals = &summary["totals"];
-    let dead: u64 = totals["dead_lettered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(totals["records_in"].as_u64().unwrap(), expected_in);
-    assert_eq!(
-        totals["records_in"].as_u64().unwrap(),
-        totals["written_archive"].as_u64().unwrap() + totals["filtered"].as_u64().unwrap() + dead
-    );
 }
 
 /// pyarrow reads back, per table, exactly the rows the run says it wrote, with the schema's types.

@@ -64,6 +64,8 @@ pub struct Config {
     pub archive: Option<ArchiveSection>,
     #[serde(default)]
     pub pipeline: PipelineSection,
+    #[serde(default)]
+    pub service: ServiceSection,
     /// Per table (and `default`): destinations and filters.
     #[serde(default)]
     pub tables: BTreeMap<String, TableEntry>,
@@ -177,6 +179,59 @@ pub struct TableEntry {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub files: Option<FilesSource>,
+    pub kafka: Option<KafkaSection>,
+}
+
+/// Event Hubs through its Kafka endpoint (or any Kafka broker), as a consumer group member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// `<namespace>.servicebus.windows.net:9093` for Event Hubs.
+    pub bootstrap: String,
+    /// Event hubs (topics) to read: one carrying every table, or one per table.
+    pub topics: Vec<String>,
+    #[serde(default = "defaults::group")]
+    pub group: String,
+    /// Where a partition without a committed offset starts: "earliest", "latest" or an RFC 3339
+    /// time such as "2026-11-01T00:00:00Z".
+    #[serde(default = "defaults::start")]
+    pub start: String,
+    /// SASL_SSL + PLAIN with the namespace connection string read from this environment variable.
+    pub connection_string_env: Option<String>,
+    /// SASL_SSL + OAUTHBEARER with an Entra token (workload_identity, managed_identity, ...).
+    pub auth: Option<AuthSection>,
+    /// PLAINTEXT, no TLS and no SASL: local brokers only.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Static group membership; default: the POD_NAME environment variable when set.
+    pub group_instance_id: Option<String>,
+    #[serde(default = "defaults::commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// How long a rebalance waits for the pipeline to make revoked partitions durable.
+    #[serde(default = "defaults::revoke_timeout_seconds")]
+    pub revoke_timeout_seconds: u64,
+    /// Further librdkafka properties (never secrets: those come from the environment).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// The long-running process: probes, metrics and shutdown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Address of `/healthz`, `/readyz` and `/metrics` (e.g. "0.0.0.0:9464"); none by default.
+    pub listen: Option<String>,
+    /// On SIGTERM, how long the source waits for in-flight data to be made durable and committed.
+    #[serde(default = "defaults::shutdown_grace_seconds")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        Self { listen: None, shutdown_grace_seconds: defaults::shutdown_grace_seconds() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +313,24 @@ mod defaults {
     pub fn client_secret_env() -> String {
         "AZURE_CLIENT_SECRET".to_string()
     }
+    pub fn group() -> String {
+        "defender-ingest".to_string()
+    }
+    pub fn start() -> String {
+        "earliest".to_string()
+    }
+    pub fn commit_interval_ms() -> u64 {
+        2_000
+    }
+    pub fn session_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn revoke_timeout_seconds() -> u64 {
+        60
+    }
+    pub fn shutdown_grace_seconds() -> u64 {
+        25
+    }
     pub fn authority_host() -> String {
         "https://login.microsoftonline.com".to_string()
     }
@@ -296,8 +369,14 @@ impl Config {
                 None => config.archive = Some(ArchiveSection::with_url(url)),
             }
         }
-        if config.source.files.is_none() {
-            bail!("no source configured: add a [source.files] section with `paths`, or pass --input");
+        if config.source.files.is_some() && config.source.kafka.is_some() && !input.is_empty() {
+            config.source.kafka = None; // --input replaces the configured source
+        }
+        if config.source.files.is_none() && config.source.kafka.is_none() {
+            bail!(
+                "no source configured: add a [source.files] section with `paths` or a [source.kafka] section, \
+                 or pass --input"
+            );
         }
         if needs_archive && config.archive.is_none() {
             bail!("no archive configured: add an [archive] section with `url`, or pass --archive");
@@ -353,6 +432,12 @@ impl Config {
         {
             bail!("`source.files.paths` is empty: expected at least one file or glob");
         }
+        if self.source.files.is_some() && self.source.kafka.is_some() {
+            bail!("[source.files] and [source.kafka] are both set: a run reads one source");
+        }
+        if let Some(k) = &self.source.kafka {
+            k.check()?;
+        }
         Ok(())
     }
 
@@ -384,63 +469,7 @@ impl Config {
                 "[sentinel] sends to {endpoint} but has no [sentinel.auth] section (method = \"client_secret\", \"client_certificate\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
             );
         };
-        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-        let auth = match auth {
-            AuthSection::ClientSecret { tenant_id, client_id, client_secret_env, authority_host } => {
-                let secret = env(client_secret_env).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "sentinel.auth.client_secret_env: environment variable {client_secret_env} is not set"
-                    )
-                })?;
-                AuthConfig::ClientSecret {
-                    tenant: tenant_id.clone(),
-                    client_id: client_id.clone(),
-                    secret: Secret::new(secret),
-                    authority_host: authority_host.clone(),
-                }
-            }
-            AuthSection::ClientCertificate { tenant_id, client_id, certificate_file, authority_host } => {
-                let key = "sentinel.auth.certificate_file";
-                let bytes = std::fs::read(certificate_file)
-                    .with_context(|| format!("{key}: cannot read {}", certificate_file.display()))?;
-                let pem = String::from_utf8(bytes).ok().filter(|pem| pem.contains("-----BEGIN")).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{key}: {} is not PEM (expected the private key and the certificate, PEM-encoded)",
-                        certificate_file.display()
-                    )
-                })?;
-                AuthConfig::ClientCertificate {
-                    tenant: tenant_id.clone(),
-                    client_id: client_id.clone(),
-                    certificate: Secret::new(pem),
-                    authority_host: authority_host.clone(),
-                }
-            }
-            AuthSection::WorkloadIdentity { tenant_id, client_id, token_file, authority_host } => {
-                let need = |v: &Option<String>, var: &str, key: &str| {
-                    v.clone()
-                        .or_else(|| env(var))
-                        .ok_or_else(|| anyhow::anyhow!("sentinel.auth.{key}: not set and {var} is empty"))
-                };
-                AuthConfig::WorkloadIdentity {
-                    tenant: need(tenant_id, "AZURE_TENANT_ID", "tenant_id")?,
-                    client_id: need(client_id, "AZURE_CLIENT_ID", "client_id")?,
-                    token_file: match token_file {
-                        Some(f) => f.clone(),
-                        None => env("AZURE_FEDERATED_TOKEN_FILE")
-                            .ok_or_else(|| {
-                                anyhow::anyhow!(
-                                    "sentinel.auth.token_file: not set and AZURE_FEDERATED_TOKEN_FILE is empty"
-                                )
-                            })?
-                            .into(),
-                    },
-                    authority_host: authority_host.clone(),
-                }
-            }
-            AuthSection::ManagedIdentity { client_id } => AuthConfig::ManagedIdentity { client_id: client_id.clone() },
-            AuthSection::AzureCli => AuthConfig::AzureCli,
-        };
+        let auth = auth.resolve("sentinel.auth")?;
         let mut config = SentinelConfig::new(endpoint.clone(), auth);
         config.pack = s.pack.mode();
         if let Some(n) = s.concurrency_per_dcr {
@@ -482,6 +511,119 @@ impl Config {
     }
 }
 
+impl AuthSection {
+    /// The credential settings, with secrets and workload identity defaults read from the
+    /// environment; `at` names the section in errors.
+    pub fn resolve(&self, at: &str) -> anyhow::Result<AuthConfig> {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        Ok(match self {
+            Self::ClientSecret { tenant_id, client_id, client_secret_env, authority_host } => {
+                let secret = env(client_secret_env).ok_or_else(|| {
+                    anyhow::anyhow!("{at}.client_secret_env: environment variable {client_secret_env} is not set")
+                })?;
+                AuthConfig::ClientSecret {
+                    tenant: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    secret: Secret::new(secret),
+                    authority_host: authority_host.clone(),
+                }
+            }
+            Self::ClientCertificate { tenant_id, client_id, certificate_file, authority_host } => {
+                let key = format!("{at}.certificate_file");
+                let bytes = std::fs::read(certificate_file)
+                    .with_context(|| format!("{key}: cannot read {}", certificate_file.display()))?;
+                let pem = String::from_utf8(bytes).ok().filter(|pem| pem.contains("-----BEGIN")).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{key}: {} is not PEM (expected the private key and the certificate, PEM-encoded)",
+                        certificate_file.display()
+                    )
+                })?;
+                AuthConfig::ClientCertificate {
+                    tenant: tenant_id.clone(),
+                    client_id: client_id.clone(),
+                    certificate: Secret::new(pem),
+                    authority_host: authority_host.clone(),
+                }
+            }
+            Self::WorkloadIdentity { tenant_id, client_id, token_file, authority_host } => {
+                let need = |v: &Option<String>, var: &str, key: &str| {
+                    v.clone()
+                        .or_else(|| env(var))
+                        .ok_or_else(|| anyhow::anyhow!("{at}.{key}: not set and {var} is empty"))
+                };
+                AuthConfig::WorkloadIdentity {
+                    tenant: need(tenant_id, "AZURE_TENANT_ID", "tenant_id")?,
+                    client_id: need(client_id, "AZURE_CLIENT_ID", "client_id")?,
+                    token_file: match token_file {
+                        Some(f) => f.clone(),
+                        None => env("AZURE_FEDERATED_TOKEN_FILE")
+                            .ok_or_else(|| {
+                                anyhow::anyhow!("{at}.token_file: not set and AZURE_FEDERATED_TOKEN_FILE is empty")
+                            })?
+                            .into(),
+                    },
+                    authority_host: authority_host.clone(),
+                }
+            }
+            Self::ManagedIdentity { client_id } => AuthConfig::ManagedIdentity { client_id: client_id.clone() },
+            Self::AzureCli => AuthConfig::AzureCli,
+        })
+    }
+}
+
+impl KafkaSection {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.bootstrap.trim().is_empty() {
+            bail!(
+                "`source.kafka.bootstrap` is empty: expected host:port, e.g. <namespace>.servicebus.windows.net:9093"
+            );
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            bail!("`source.kafka.topics` must name at least one event hub (topic), without empty names");
+        }
+        if self.group.trim().is_empty() {
+            bail!("`source.kafka.group` is empty: expected the consumer group name");
+        }
+        self.start_position()?;
+        let ways = [self.connection_string_env.is_some(), self.auth.is_some(), self.plaintext];
+        if ways.iter().filter(|w| **w).count() != 1 {
+            bail!(
+                "[source.kafka] needs exactly one of `connection_string_env` (Event Hubs SAS), [source.kafka.auth] \
+                 (Entra token) and `plaintext = true` (a local broker)"
+            );
+        }
+        for (key, value) in
+            [("commit_interval_ms", self.commit_interval_ms), ("session_timeout_ms", self.session_timeout_ms)]
+        {
+            if value == 0 {
+                bail!("`source.kafka.{key}` must be at least 1");
+            }
+        }
+        if let Some(k) = self.properties.keys().find(|k| k.starts_with("sasl.") || k.contains("password")) {
+            bail!(
+                "`source.kafka.properties.{k}`: credentials do not go in the file; use connection_string_env or [source.kafka.auth]"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn start_position(&self) -> anyhow::Result<defender_sources::StartPosition> {
+        use defender_sources::StartPosition;
+        Ok(match self.start.as_str() {
+            "earliest" => StartPosition::Earliest,
+            "latest" => StartPosition::Latest,
+            t => {
+                let nanos = defender_core::policy::parse_datetime(t).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "`source.kafka.start` is {t:?}: expected \"earliest\", \"latest\" or an RFC 3339 time such as \"2026-11-01T00:00:00Z\""
+                    )
+                })?;
+                StartPosition::Timestamp(nanos / 1_000_000)
+            }
+        })
+    }
+}
+
 /// A filter's text with the line and column of its first character in the config file (after the
 /// opening quotes, and after the newline that TOML drops right after `'''` or `"""`).
 fn filter_at(text: &str, value: &Spanned<String>) -> (String, usize, usize) {
@@ -513,6 +655,36 @@ mod tests {
         let c = Config::parse(text).unwrap();
         assert!(c.source.files.is_some());
         assert!(c.archive.is_some());
+    }
+
+    #[test]
+    fn the_event_hubs_example_is_valid_and_takes_the_connection_string_from_the_environment() {
+        let text = include_str!("../../../examples/eventhubs.toml");
+        let c = Config::parse(text).unwrap();
+        let k = c.source.kafka.as_ref().unwrap();
+        assert_eq!(k.bootstrap, "my-namespace.servicebus.windows.net:9093");
+        assert_eq!(k.connection_string_env.as_deref(), Some("EVENTHUB_CONNECTION_STRING"));
+        assert_eq!(k.start_position().unwrap(), defender_sources::StartPosition::Earliest);
+        assert_eq!(c.service.listen.as_deref(), Some("0.0.0.0:9464"));
+    }
+
+    #[test]
+    fn kafka_mistakes_say_what_was_expected() {
+        let base = "[source.kafka]\nbootstrap = \"b:9093\"\ntopics = [\"t\"]\n";
+        let err = |extra: &str| Config::parse(&format!("{base}{extra}")).unwrap_err().to_string();
+        assert!(err("").contains("exactly one of `connection_string_env`"), "{}", err(""));
+        assert!(err("plaintext = true\nconnection_string_env = \"X\"\n").contains("exactly one"));
+        let e = err("plaintext = true\nstart = \"yesterday\"\n");
+        assert!(e.contains("`source.kafka.start` is \"yesterday\"") && e.contains("RFC 3339"), "{e}");
+        let e = err("plaintext = true\n[source.kafka.properties]\n\"sasl.password\" = \"x\"\n");
+        assert!(e.contains("credentials do not go in the file"), "{e}");
+        let e = err("plaintext = true\ncommit_interval = 5\n");
+        assert!(e.contains("line 5") && e.contains("unknown field `commit_interval`"), "{e}");
+        let ok = Config::parse(&format!("{base}plaintext = true\nstart = \"2026-11-01T00:00:00Z\"\n")).unwrap();
+        assert_eq!(
+            ok.source.kafka.unwrap().start_position().unwrap(),
+            defender_sources::StartPosition::Timestamp(1_793_491_200_000)
+        );
     }
 
     #[test]

@@ -3,13 +3,16 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, process::ExitCode, sync::Arc};
 
+use crate::{
+    config::Config,
+    html,
+    report::human_bytes,
+    source::{Mode, Source},
+};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use defender_core::{Catalog, billing::STRING_FORMS};
 use defender_pipeline::estimate::{Estimate, TableEstimate};
-use defender_sources::{FileSource, resolve_inputs};
-
-use crate::{config::Config, html, report::human_bytes};
 
 #[derive(Debug, Args)]
 pub struct EstimateArgs {
@@ -22,6 +25,12 @@ pub struct EstimateArgs {
     /// Print the estimate as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// With a Kafka source: read for this many seconds, then report (nothing is committed).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+    /// With a Kafka source: stop after about this many records.
+    #[arg(long)]
+    max_records: Option<u64>,
     /// Also write a self-contained HTML report with charts to this file.
     #[arg(long)]
     html: Option<PathBuf>,
@@ -47,23 +56,46 @@ pub enum FilterCommand {
     },
 }
 
-fn run_estimate(config: &Config) -> anyhow::Result<Estimate> {
-    let files = config.source.files.as_ref().expect("resolve checks the source");
-    let source = FileSource::new(resolve_inputs(&files.paths)?);
+/// How much of an endless source an estimate reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bound {
+    duration: Option<u64>,
+    max_records: Option<u64>,
+}
+
+fn run_estimate(config: &Config, bound: Bound) -> anyhow::Result<Estimate> {
+    let source = Source::new(config, Mode::Estimate)?;
+    if source.is_endless() && bound.duration.is_none() && bound.max_records.is_none() {
+        bail!("{} has no end: pass --duration SECONDS and/or --max-records N", source.describe());
+    }
+    eprintln!("estimating from {}", source.describe());
+    let mut options = config.pipeline_options();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    options.stop = stop_rx;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let estimate = runtime.block_on(defender_pipeline::estimate::estimate(
-        Arc::new(Catalog::embedded()),
-        move |tx, budget| source.run(tx, budget),
-        config.pipeline_options(),
-        config.archive_config(),
-        config.prices.clone(),
-    ))?;
+    let estimate = runtime.block_on(async move {
+        if let Some(secs) = bound.duration {
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                let _ = stop_tx.send(true);
+            });
+        }
+        defender_pipeline::estimate::estimate(
+            Arc::new(Catalog::embedded()),
+            move |io| source.run(io),
+            options,
+            config.archive_config(),
+            config.prices.clone(),
+            bound.max_records,
+        )
+        .await
+    })?;
     Ok(estimate)
 }
 
 pub fn estimate(args: EstimateArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args.config.as_deref(), &args.input, None, false)?;
-    let estimate = run_estimate(&config)?;
+    let estimate = run_estimate(&config, Bound { duration: args.duration, max_records: args.max_records })?;
     if let Some(path) = &args.html {
         std::fs::write(path, html::report(&estimate)).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
@@ -99,7 +131,7 @@ pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::resolve(Some(&config), &sample, None, false)?;
-    let estimate = run_estimate(&config)?;
+    let estimate = run_estimate(&config, Bound::default())?;
     let mut out = format!(
         "{:<40} {:>10} {:>10} {:>12} {:>14} {:>14}\n",
         "table", "rows in", "rows kept", "columns kept", "billed GB before", "billed GB after"

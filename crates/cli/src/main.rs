@@ -8,6 +8,8 @@ mod html;
 mod report;
 mod run;
 mod schemas;
+mod serve;
+mod source;
 
 use std::process::ExitCode;
 
@@ -28,8 +30,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline: read Defender events, decode and validate them, write the Parquet
-    /// archive and dead letters, and print the accounting per table.
+    /// Run the pipeline: read Defender events (files to their end, or Event Hubs through its
+    /// Kafka endpoint until SIGTERM), decode and validate them, send the chosen tables to
+    /// Sentinel, write the Parquet archive and dead letters, commit what is durable, and print
+    /// the accounting per table.
     Run(run::RunArgs),
     /// Estimate before switching anything on: run a sample through the decoder and the config's
     /// selection and filters, and report per table the events/s, the GB/day Sentinel would bill
@@ -66,9 +70,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Warnings from everything, and what our own crates say about the run's life (partitions
+/// assigned and revoked, progress of a daemon, shutdown). `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "warn,defender_ingest=info,defender_sources=info,defender_pipeline=info";
+
 fn init_logging(format: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into());
     let json = format == "json" || (format == "auto" && !std::io::stderr().is_terminal());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json { builder.json().init() } else { builder.init() }

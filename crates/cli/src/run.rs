@@ -12,11 +12,13 @@ use defender_sinks::{
     sentinel::{DryRunSink, SentinelSink},
     store,
 };
-use defender_sources::{FileSource, resolve_inputs};
+use tokio::sync::watch;
 
 use crate::{
     config::{Config, SentinelTarget},
     report,
+    serve::{self, Status},
+    source::{Mode, Source},
 };
 
 #[derive(Debug, Args)]
@@ -38,11 +40,32 @@ pub struct RunArgs {
     /// Print the accounting as JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9464); replaces
+    /// `service.listen`.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// How often a run without a terminal logs its progress.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
-    let files = config.source.files.as_ref().expect("resolve checks the source");
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = match (config.sentinel_target(&catalog)?, config.policy.any_sentinel()) {
@@ -62,18 +85,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         (None, false) => None,
     };
-    let inputs = resolve_inputs(&files.paths)?;
+    let source = Source::new(&config, Mode::Run)?;
     let location = store::open(&archive.url)?;
     let archive_display = location.display.clone();
     let sink = ArchiveSink::new(location, config.archive_config());
-    let source = FileSource::new(inputs);
-    let total_bytes = source.total_bytes();
-    let file_count = source.files().len();
-    let options = config.pipeline_options();
-    eprintln!("reading {file_count} file(s) ({} on disk) into {archive_display}", report::human_bytes(total_bytes));
+    let mut options = config.pipeline_options();
+    eprintln!("reading {} into {archive_display}", source.describe());
 
     let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let endless = source.is_endless();
+    let status = Status::new(source.kafka_metrics());
+    let status_in_progress = status.clone();
+    let mut last_log = std::time::Instant::now();
     let progress = move |p: &Progress| {
+        status_in_progress.progress(p);
         if show_progress {
             eprint!(
                 "\r{} records in, {} rows archived, {} read, {:.0?}   ",
@@ -82,21 +107,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 report::human_bytes(p.bytes_in),
                 p.elapsed
             );
+        } else if endless && last_log.elapsed() >= LOG_EVERY {
+            last_log = std::time::Instant::now();
+            tracing::info!(
+                records_in = p.records_in,
+                rows_archived = p.rows_archived,
+                bytes_in = p.bytes_in,
+                "progress"
+            );
         }
     };
+    let listen = args.listen.clone().or_else(|| config.service.listen.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(defender_pipeline::run(
-        catalog,
-        move |tx, budget| source.run(tx, budget),
-        sink,
-        sentinel,
-        options,
-        progress,
-    ));
+    let result = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        options.stop = stop_rx;
+        if let Some(addr) = &listen {
+            let bound = serve::spawn(addr, status.clone()).await?;
+            tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
+        }
+        tokio::spawn(async move {
+            signal().await;
+            tracing::info!("stopping: finishing in-flight data, committing, then exiting");
+            status.stopping();
+            let _ = stop_tx.send(true);
+            signal().await;
+            tracing::warn!("second signal: exiting without finishing (uncommitted data is read again)");
+            std::process::exit(130);
+        });
+        anyhow::Ok(defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await)
+    });
     if show_progress {
         eprintln!();
     }
-    let run = result?;
+    let run = result??;
     let summary = report::Summary::new(&run, &archive_display);
     if let Some(path) = &args.summary {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

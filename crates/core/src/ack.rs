@@ -68,6 +68,12 @@ impl AckTracker {
         p.committed
     }
 
+    /// Forgets `partition` (revoked: its next reader starts again from the commit, with positions
+    /// that may repeat ones seen here). Returns how many of its epochs were not done.
+    pub fn forget(&mut self, partition: u32) -> usize {
+        self.partitions.remove(&partition).map_or(0, |p| p.epochs.iter().filter(|e| e.1 > 0).count())
+    }
+
     /// Epochs registered and not yet done, over all partitions.
     pub fn outstanding(&self) -> usize {
         self.partitions.values().map(|p| p.epochs.iter().filter(|e| e.1 > 0).count()).sum()
@@ -94,6 +100,22 @@ mod tests {
         assert_eq!(t.committable(0), Some(30));
         assert_eq!(t.register(0, 30, 1), Err(AckError::Backwards { offset: 30, previous: 30 }));
         assert_eq!(t.ack(0, 10), Err(AckError::Unknown { partition: 0, offset: 10 }));
+    }
+
+    #[test]
+    fn a_forgotten_partition_starts_over_from_the_commit() {
+        let mut t = AckTracker::default();
+        t.register(3, 10, 0).unwrap();
+        t.register(3, 20, 1).unwrap();
+        assert_eq!(t.committable(3), Some(10));
+        assert_eq!(t.forget(3), 1, "epoch 20 was abandoned");
+        assert_eq!(t.committable(3), None);
+        // The next owner re-reads from offset 11: positions repeat without an error.
+        t.register(3, 15, 1).unwrap();
+        t.ack(3, 15).unwrap();
+        assert_eq!(t.committable(3), Some(15));
+        assert_eq!(t.ack(3, 20), Err(AckError::Unknown { partition: 3, offset: 20 }));
+        assert_eq!(t.forget(4), 0);
     }
 
     proptest! {

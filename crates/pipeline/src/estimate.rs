@@ -18,9 +18,8 @@ use defender_core::{
     schema::COL_TIMESTAMP,
 };
 use defender_sinks::{ArchiveConfig, archive::ParquetSizer};
-use defender_sources::{ByteBudget, SourceError, SourceEvent};
+use defender_sources::{SourceError, SourceIo};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::{PipelineError, PipelineOptions, policy::Policy};
 
@@ -222,26 +221,54 @@ fn add_to(t: &mut TableEstimate, e: &TableEstimate) {
 }
 
 /// Runs a source through the decoder into an [`Estimator`]; nothing is written, nothing committed.
+/// With `max_records`, the source is stopped once that many records were decoded (a few more
+/// may arrive while it stops); `options.stop` stops it too.
 pub async fn estimate<S, F>(
     catalog: Arc<Catalog>,
     source: S,
-    options: PipelineOptions,
+    mut options: PipelineOptions,
     archive: ArchiveConfig,
     prices: Prices,
+    max_records: Option<u64>,
 ) -> Result<Estimate, PipelineError>
 where
-    S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+    S: FnOnce(SourceIo) -> F,
     F: Future<Output = Result<(), SourceError>> + Send + 'static,
 {
     let started = Instant::now();
-    let front = crate::Front::spawn(catalog.clone(), source, &options);
-    let mut epochs = front.epochs;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut outer = std::mem::replace(&mut options.stop, stop_rx);
+    let forward = stop_tx.clone();
+    tokio::spawn(async move {
+        while !*outer.borrow_and_update() {
+            if outer.changed().await.is_err() {
+                return;
+            }
+        }
+        let _ = forward.send(true);
+    });
+    let front = crate::Front::spawn(catalog.clone(), source, &options, None);
+    let mut epochs = front.stages;
+    let mut records = 0;
     let mut estimator = Estimator::new(catalog, options.policy, archive);
     let mut result = Ok(());
-    while let Some(out) = epochs.recv().await {
-        if let Err(e) = estimator.add(&out) {
-            result = Err(e);
-            break;
+    while let Some(stage) = epochs.recv().await {
+        match stage {
+            crate::Stage::Epoch(out) => {
+                records += out.accounting.totals().records_in;
+                if let Err(e) = estimator.add(&out) {
+                    result = Err(e);
+                    break;
+                }
+                if max_records.is_some_and(|max| records >= max) {
+                    let _ = stop_tx.send(true);
+                }
+            }
+            // Nothing is written, so nothing to finish.
+            crate::Stage::Revoked { done, .. } => {
+                let _ = done.send(());
+            }
+            crate::Stage::Assigned { .. } => {}
         }
     }
     drop(epochs);

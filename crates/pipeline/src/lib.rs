@@ -36,11 +36,12 @@ use defender_core::{
 };
 use defender_sinks::{
     ArchiveSink, Durable,
-    archive::ArchiveError,
-    sentinel::{DryRunSink, Sent, SentinelError, SentinelSink},
+    archive::{ArchiveError, Recovery, recover},
+    sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink},
+    store::Location,
 };
-use defender_sources::{ByteBudget, SourceError, SourceEvent};
-use tokio::sync::mpsc;
+use defender_sources::{ByteBudget, Durable as DurableOffsets, SourceError, SourceEvent, SourceIo};
+use tokio::sync::{mpsc, watch};
 
 pub use crate::policy::Policy;
 
@@ -57,6 +58,9 @@ pub struct PipelineOptions {
     pub budget_bytes: usize,
     /// How often the sink task rolls files that reached their age and reports progress.
     pub tick: Duration,
+    /// Raised to end a run that has no end of its own (a Kafka source): the source stops
+    /// reading, hands its partitions back through the pipeline and commits.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl Default for PipelineOptions {
@@ -66,6 +70,7 @@ impl Default for PipelineOptions {
             policy: Arc::new(Policy::default()),
             budget_bytes: 64 << 20,
             tick: Duration::from_secs(1),
+            stop: watch::channel(false).1,
         }
     }
 }
@@ -77,6 +82,11 @@ pub struct Progress {
     pub rows_archived: u64,
     pub bytes_in: u64,
     pub elapsed: Duration,
+    /// Everything counted so far, per table.
+    pub accounting: Accounting,
+    /// Per partition: the last offset every sink made durable.
+    pub durable: BTreeMap<u32, i64>,
+    pub sinks: SinkCounters,
 }
 
 /// Where rows the policy sends to Sentinel go.
@@ -89,10 +99,10 @@ pub enum SentinelPath {
 }
 
 impl SentinelPath {
-    async fn write(&mut self, batch: &TableBatch) -> Result<Sent, SentinelError> {
+    async fn write(&mut self, batch: &TableBatch) -> Result<Delivered, SentinelError> {
         match self {
-            Self::DryRun(sink) => sink.write(batch).await,
-            Self::Live(sink) => Ok(sink.send(batch).await?.sent),
+            Self::DryRun(sink) => Ok(Delivered { sent: sink.write(batch).await?, ..Delivered::default() }),
+            Self::Live(sink) => sink.send(batch).await,
         }
     }
 }
@@ -105,7 +115,22 @@ pub struct RunReport {
     pub files: Vec<String>,
     /// Per partition: the last offset whose epoch is wholly durable.
     pub committed: BTreeMap<u32, i64>,
+    pub sinks: SinkCounters,
     pub elapsed: Duration,
+}
+
+/// How the sinks fared, over the run.
+#[derive(Debug, Clone, Default)]
+pub struct SinkCounters {
+    /// Logs Ingestion calls retried after a transient error, and after throttling.
+    pub sentinel_retries: u64,
+    pub sentinel_throttled: u64,
+    /// Epochs the sink task handled and the seconds it spent on them.
+    pub epochs: u64,
+    pub epoch_seconds: f64,
+    /// Rows read again after a restart that the archive already held (not written twice;
+    /// counted as archived).
+    pub archive_replayed_rows: u64,
 }
 
 /// Why a run failed.
@@ -148,18 +173,19 @@ pub async fn run<S, F>(
     progress: impl FnMut(&Progress) + Send + 'static,
 ) -> Result<RunReport, PipelineError>
 where
-    S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+    S: FnOnce(SourceIo) -> F,
     F: Future<Output = Result<(), SourceError>> + Send + 'static,
 {
     let started = Instant::now();
-    let front = Front::spawn(catalog.clone(), source, &options);
-    let epoch_rx = front.epochs;
+    let front = Front::spawn(catalog.clone(), source, &options, Some(archive.location().clone()));
+    let epoch_rx = front.stages;
     let state = SinkState {
         archive,
         sentinel,
         catalog,
         policy: options.policy,
         tracker: AckTracker::default(),
+        durable: front.durable,
         report: RunReport::default(),
     };
     let sink_result = sink_stage(epoch_rx, state, options.tick, started, progress).await;
@@ -169,9 +195,23 @@ where
     Ok(report)
 }
 
-/// The source and decode tasks, and the channel of epochs they feed.
+/// What the decode task hands the sink task, in source order per partition.
+#[derive(Debug)]
+pub(crate) enum Stage {
+    /// A flush of one partition's decoder.
+    Epoch(DecoderOutput),
+    /// Partitions taken away from this process: every epoch of theirs came before this.
+    Revoked { partitions: Vec<u32>, done: std::sync::mpsc::Sender<()> },
+    /// A partition of a committing source now read here, with what the archive already holds
+    /// of it beyond the commit; before any epoch of it.
+    Assigned { source: Arc<str>, partition: u32, recovery: Recovery },
+}
+
+/// The source and decode tasks, and the channel of stages they feed.
 pub(crate) struct Front {
-    pub(crate) epochs: mpsc::Receiver<DecoderOutput>,
+    pub(crate) stages: mpsc::Receiver<Stage>,
+    /// Where the sink task records how far each partition is durable, for the source to commit.
+    pub(crate) durable: DurableOffsets,
     pub(crate) tasks: FrontTasks,
 }
 
@@ -181,17 +221,29 @@ pub(crate) struct FrontTasks {
 }
 
 impl Front {
-    pub(crate) fn spawn<S, F>(catalog: Arc<Catalog>, source: S, options: &PipelineOptions) -> Self
+    /// `archive`: where to look for what an earlier run archived beyond a partition's commit.
+    pub(crate) fn spawn<S, F>(
+        catalog: Arc<Catalog>,
+        source: S,
+        options: &PipelineOptions,
+        archive: Option<Location>,
+    ) -> Self
     where
-        S: FnOnce(mpsc::Sender<SourceEvent>, ByteBudget) -> F,
+        S: FnOnce(SourceIo) -> F,
         F: Future<Output = Result<(), SourceError>> + Send + 'static,
     {
-        let budget = ByteBudget::new(options.budget_bytes);
         let (source_tx, source_rx) = mpsc::channel(16);
-        let (epoch_tx, epochs) = mpsc::channel(EPOCH_QUEUE);
-        let source = tokio::spawn(source(source_tx, budget));
-        let decode = tokio::spawn(decode_stage(catalog, source_rx, epoch_tx, options.flush, options.tick));
-        Self { epochs, tasks: FrontTasks { source, decode } }
+        let (stage_tx, stages) = mpsc::channel(EPOCH_QUEUE);
+        let durable = DurableOffsets::default();
+        let io = SourceIo {
+            events: source_tx,
+            budget: ByteBudget::new(options.budget_bytes),
+            durable: durable.clone(),
+            stop: options.stop.clone(),
+        };
+        let source = tokio::spawn(source(io));
+        let decode = tokio::spawn(decode_stage(catalog, source_rx, stage_tx, options.flush, options.tick, archive));
+        Self { stages, durable, tasks: FrontTasks { source, decode } }
     }
 }
 
@@ -205,24 +257,36 @@ impl FrontTasks {
     }
 }
 
-/// One decoder per partition; epochs cut by the flush rule, at the end of a partition, and at
-/// the end of the input.
+/// One decoder per partition; epochs cut by the flush rule, at the end or revocation of a
+/// partition, at the end of the input, and where an earlier run's archive files end (so the
+/// archive can tell which epochs it already holds, see `defender_sinks::archive::replay`).
 async fn decode_stage(
     catalog: Arc<Catalog>,
     mut rx: mpsc::Receiver<SourceEvent>,
-    tx: mpsc::Sender<DecoderOutput>,
+    tx: mpsc::Sender<Stage>,
     flush: FlushRule,
     tick: Duration,
+    archive: Option<Location>,
 ) {
     let mut decoders: HashMap<u32, Decoder> = HashMap::new();
+    let mut cuts: HashMap<u32, std::collections::BTreeSet<i64>> = HashMap::new();
     let mut timer = tokio::time::interval(tick);
+    // Sends one flushed epoch; false when the sink task is gone.
+    async fn send(tx: &mpsc::Sender<Stage>, out: Option<DecoderOutput>) -> bool {
+        match out {
+            Some(out) => tx.send(Stage::Epoch(out)).await.is_ok(),
+            None => true,
+        }
+    }
     loop {
         let event = tokio::select! {
             e = rx.recv() => e,
+            // The sink task failed: stop, so the source sees its channel close and ends too.
+            () = tx.closed() => return,
             _ = timer.tick() => {
                 let now = Instant::now();
                 for d in decoders.values_mut().filter(|d| d.should_flush(now)) {
-                    if let Some(out) = d.flush() && tx.send(out).await.is_err() {
+                    if !send(&tx, d.flush()).await {
                         return;
                     }
                 }
@@ -234,20 +298,46 @@ async fn decode_stage(
                 let d = decoders
                     .entry(chunk.partition)
                     .or_insert_with(|| Decoder::new(&catalog, chunk.source.clone(), chunk.partition, flush));
+                let cut = cuts.get(&chunk.partition);
                 for (offset, bytes) in &chunk.messages {
                     d.decode(bytes, *offset);
-                    if d.should_flush(Instant::now())
-                        && let Some(out) = d.flush()
-                        && tx.send(out).await.is_err()
-                    {
+                    let flush = d.should_flush(Instant::now()) || cut.is_some_and(|c| c.contains(offset));
+                    if flush && !send(&tx, d.flush()).await {
                         return;
                     }
                 }
             }
             Some(SourceEvent::PartitionEnd { partition }) => {
-                if let Some(out) = decoders.remove(&partition).and_then(|mut d| d.flush())
-                    && tx.send(out).await.is_err()
-                {
+                if !send(&tx, decoders.remove(&partition).and_then(|mut d| d.flush())).await {
+                    return;
+                }
+            }
+            Some(SourceEvent::Assigned { source, partition, committed }) => {
+                tracing::debug!(%source, partition, ?committed, "partition assigned");
+                let recovery = match &archive {
+                    Some(location) => match recover(location, &source, committed).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Not fatal: the rows are archived again (at least once, not exactly once).
+                            tracing::warn!(%source, error = %e, "cannot read the archive's progress markers");
+                            Recovery::default()
+                        }
+                    },
+                    None => Recovery::default(),
+                };
+                cuts.insert(partition, recovery.cuts.clone());
+                if tx.send(Stage::Assigned { source, partition, recovery }).await.is_err() {
+                    return;
+                }
+            }
+            Some(SourceEvent::Revoked { partitions, done }) => {
+                for p in &partitions {
+                    cuts.remove(p);
+                    if !send(&tx, decoders.remove(p).and_then(|mut d| d.flush())).await {
+                        return;
+                    }
+                }
+                if tx.send(Stage::Revoked { partitions, done }).await.is_err() {
                     return;
                 }
             }
@@ -255,9 +345,7 @@ async fn decode_stage(
                 let mut rest: Vec<_> = decoders.drain().collect();
                 rest.sort_by_key(|(p, _)| *p);
                 for (_, mut d) in rest {
-                    if let Some(out) = d.flush()
-                        && tx.send(out).await.is_err()
-                    {
+                    if !send(&tx, d.flush()).await {
                         return;
                     }
                 }
@@ -273,6 +361,7 @@ struct SinkState {
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     tracker: AckTracker,
+    durable: DurableOffsets,
     report: RunReport,
 }
 
@@ -327,7 +416,10 @@ impl SinkState {
         self.tracker.register(out.partition, out.last_offset, parts as u32)?;
         if let Some(sink) = &mut self.sentinel {
             for batch in &to_sentinel {
-                let sent = sink.write(batch).await?;
+                let delivered = sink.write(batch).await?;
+                self.report.sinks.sentinel_retries += delivered.retries;
+                self.report.sinks.sentinel_throttled += delivered.throttled;
+                let sent = delivered.sent;
                 let stats = self.report.accounting.table(&sent.table);
                 stats.sent_sentinel += sent.rows;
                 stats.sentinel_rejected += sent.rejected;
@@ -373,22 +465,47 @@ impl SinkState {
     fn commit(&mut self, partition: u32) {
         if let Some(offset) = self.tracker.committable(partition) {
             self.report.committed.insert(partition, offset);
+            self.durable.set(partition, offset);
         }
     }
 
-    fn progress(&self, started: Instant) -> Progress {
+    /// Makes everything held of `partitions` durable (rolling every open archive file: the
+    /// files gather several partitions' rows), records how far they got and forgets them.
+    async fn revoke(&mut self, partitions: &[u32]) -> Result<(), PipelineError> {
+        let durable = self.archive.close().await?;
+        self.durable(durable)?;
+        for &p in partitions {
+            self.commit(p);
+            self.archive.untrack(p);
+            let abandoned = self.tracker.forget(p);
+            if abandoned > 0 {
+                tracing::warn!(
+                    partition = p,
+                    epochs = abandoned,
+                    "revoked with epochs not durable: they will be read again"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, started: Instant) -> Progress {
+        self.report.sinks.archive_replayed_rows = self.archive.replayed_rows();
         let totals = self.report.accounting.totals();
         Progress {
             records_in: totals.records_in,
             rows_archived: totals.written_archive,
             bytes_in: totals.bytes_in,
             elapsed: started.elapsed(),
+            accounting: self.report.accounting.clone(),
+            durable: self.durable.snapshot(),
+            sinks: self.report.sinks.clone(),
         }
     }
 }
 
 async fn sink_stage(
-    mut rx: mpsc::Receiver<DecoderOutput>,
+    mut rx: mpsc::Receiver<Stage>,
     mut state: SinkState,
     tick: Duration,
     started: Instant,
@@ -397,13 +514,27 @@ async fn sink_stage(
     let mut timer = tokio::time::interval(tick);
     loop {
         tokio::select! {
-            out = rx.recv() => match out {
-                Some(out) => state.epoch(out).await?,
+            stage = rx.recv() => match stage {
+                Some(Stage::Epoch(out)) => {
+                    let t = Instant::now();
+                    state.epoch(out).await?;
+                    state.report.sinks.epochs += 1;
+                    state.report.sinks.epoch_seconds += t.elapsed().as_secs_f64();
+                }
+                Some(Stage::Assigned { source, partition, recovery }) => {
+                    state.archive.track(&source, partition, recovery);
+                }
+                Some(Stage::Revoked { partitions, done }) => {
+                    state.revoke(&partitions).await?;
+                    // The source may have given up waiting: nothing to tell then.
+                    let _ = done.send(());
+                }
                 None => break,
             },
             _ = timer.tick() => {
                 let durable = state.archive.poll(Instant::now()).await?;
                 state.durable(durable)?;
+                state.archive.release(&state.durable.committed()).await?;
                 progress(&state.progress(started));
             }
         }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use defender_sinks::{ArchiveConfig, store};
-use defender_sources::{FileSource, SourceEvent};
+use defender_sources::{FileSource, SourceEvent, SourceIo};
 
 use super::*;
 
@@ -27,7 +27,7 @@ async fn run_files(
     let archive = ArchiveSink::new(store::open(archive_dir.to_str().unwrap()).unwrap(), ArchiveConfig::default());
     let source = FileSource::new(inputs);
     let options = PipelineOptions { flush, ..PipelineOptions::default() };
-    run(Arc::new(Catalog::embedded()), move |tx, budget| source.run(tx, budget), archive, None, options, |_| {}).await
+    run(Arc::new(Catalog::embedded()), move |io| source.run(io), archive, None, options, |_| {}).await
 }
 
 #[tokio::test]
@@ -122,6 +122,7 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
         policy,
         budget_bytes,
         tick: Duration::from_millis(100),
+        ..PipelineOptions::default()
     };
 
     // Count what the source hands over, through a one-slot forwarder.
@@ -130,8 +131,9 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
     let source = FileSource::new(inputs);
     let pipeline = tokio::spawn(run(
         catalog.clone(),
-        move |tx: mpsc::Sender<SourceEvent>, budget| {
+        move |io: SourceIo| {
             let (inner_tx, mut inner_rx) = mpsc::channel::<SourceEvent>(1);
+            let tx = io.events.clone();
             tokio::spawn(async move {
                 while let Some(event) = inner_rx.recv().await {
                     if let SourceEvent::Chunk(c) = &event {
@@ -142,7 +144,7 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
                     }
                 }
             });
-            source.run(inner_tx, budget)
+            source.run(SourceIo { events: inner_tx, ..io })
         },
         archive,
         Some(SentinelPath::Live(sentinel)),
@@ -162,4 +164,41 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
     assert_eq!(info.sent_sentinel, info.decoded);
     assert_eq!(server.accepted(DCR, "Custom-DeviceInfo_CL").len() as u64, info.decoded);
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_partition_is_made_durable_before_the_source_lets_it_go() {
+    use defender_sources::{BytePermit, Chunk};
+    let dir = tempfile::tempdir().unwrap();
+    let archive =
+        ArchiveSink::new(store::open(dir.path().join("archive").to_str().unwrap()).unwrap(), ArchiveConfig::default());
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let seen_in_source = seen.clone();
+    let source = move |io: SourceIo| async move {
+        let messages = (10..13).map(|o| (o, bytes::Bytes::from(record(o)))).collect();
+        let chunk = Chunk { source: "hub/7".into(), partition: 7, messages, permit: BytePermit::none() };
+        io.events.send(SourceEvent::Chunk(chunk)).await.unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        io.events.send(SourceEvent::Revoked { partitions: vec![7], done: done_tx }).await.unwrap();
+        // Wait as the Kafka consumer thread does, then read what may be committed.
+        let durable = io.durable.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            done_rx.recv_timeout(Duration::from_secs(10)).ok().map(|()| durable.get(7))
+        })
+        .await
+        .unwrap();
+        *seen_in_source.lock().unwrap() = got;
+        // Read again after the commit, as a new owner would: positions repeat without an error.
+        let messages = vec![(13, bytes::Bytes::from(record(13)))];
+        let chunk = Chunk { source: "hub/7".into(), partition: 7, messages, permit: BytePermit::none() };
+        io.events.send(SourceEvent::Chunk(chunk)).await.unwrap();
+        Ok(())
+    };
+    let options = PipelineOptions { flush: FlushRule { max_rows: 1000, ..FlushRule::default() }, ..Default::default() };
+    let report = run(Arc::new(Catalog::embedded()), source, archive, None, options, |_| {}).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), Some(Some(12)), "the revoke waited until offsets 10..=12 were durable");
+    assert_eq!(report.committed.get(&7), Some(&13));
+    let t = report.accounting.totals();
+    assert_eq!((t.records_in, t.written_archive, t.filtered, t.dead_lettered_total()), (4, 4, 0, 0));
+    assert!(report.accounting.unbalanced().is_empty());
 }

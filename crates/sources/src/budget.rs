@@ -27,6 +27,13 @@ impl ByteBudget {
         BytePermit(self.sem.clone().acquire_many_owned(n).await.ok())
     }
 
+    /// Takes `bytes` now if they are free (for sources that must not wait, such as a Kafka poll
+    /// loop, which pauses fetching instead).
+    pub fn try_acquire(&self, bytes: usize) -> Option<BytePermit> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.max);
+        self.sem.clone().try_acquire_many_owned(n).ok().map(|p| BytePermit(Some(p)))
+    }
+
     /// Bytes currently free.
     pub fn available(&self) -> usize {
         self.sem.available_permits()

@@ -14,9 +14,8 @@ use std::{
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
-use tokio::sync::mpsc;
 
-use crate::{ByteBudget, Chunk, SourceEvent};
+use crate::{Chunk, SourceEvent, SourceIo};
 
 /// Bytes per chunk sent down the pipeline.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -34,6 +33,8 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
 }
 
 /// Expands paths and globs into a sorted, de-duplicated file list. A pattern that matches
@@ -81,8 +82,9 @@ impl FileSource {
 
     /// Sends every file's messages, then a `PartitionEnd` per file. Files are read as they are
     /// sent, a chunk at a time, so a file of any size costs at most one chunk beyond the byte
-    /// budget. Stops early (Ok) when the receiver is gone.
-    pub async fn run(self, tx: mpsc::Sender<SourceEvent>, budget: ByteBudget) -> Result<(), SourceError> {
+    /// budget. Stops early (Ok) when the receiver is gone or `stop` is raised (between chunks).
+    pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
+        let SourceIo { events: tx, budget, stop, .. } = io;
         for (partition, path) in self.files.iter().enumerate() {
             let partition = partition as u32;
             let source: Arc<str> = path.display().to_string().into();
@@ -102,6 +104,9 @@ impl FileSource {
                 .expect("reading a file does not panic");
                 reader = back;
                 let messages = chunk.map_err(read_err)?;
+                if *stop.borrow() {
+                    return Ok(());
+                }
                 if messages.is_empty() {
                     break;
                 }
@@ -193,6 +198,7 @@ fn trim(b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -258,7 +264,8 @@ mod tests {
         }
         gz.finish().unwrap();
         let (tx, mut rx) = mpsc::channel(4);
-        FileSource::new(vec![path]).run(tx, ByteBudget::new(1 << 20)).await.unwrap();
+        let (io, _stop) = SourceIo::new(tx, crate::ByteBudget::new(1 << 20));
+        FileSource::new(vec![path]).run(io).await.unwrap();
         let SourceEvent::Chunk(c) = rx.recv().await.unwrap() else { panic!("chunk first") };
         assert_eq!(c.messages.iter().map(|m| m.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(&c.messages[2].1[..], b"{\"n\":2}");

@@ -1,22 +1,100 @@
 //! defender-sources: where message bodies come from.
 //!
-//! Every source produces [`SourceEvent`]s into one bounded channel: chunks of messages of one
-//! partition, in offset order, and the end of a partition (a file read to its end). Memory
-//! in flight is bounded in bytes by a [`ByteBudget`]: a chunk holds a permit for its bytes until
-//! the decoder is done with it, so a slow pipeline stops the source from reading.
+//! A source is handed a [`SourceIo`] and produces [`SourceEvent`]s into its one bounded channel:
+//! chunks of messages of one partition, in offset order; the end of a partition (a file read to
+//! its end); and, for sources that share partitions with other processes (Kafka consumer groups,
+//! later Event Hubs with Blob ownership), partitions assigned and revoked. Memory in flight is
+//! bounded in bytes by a [`ByteBudget`]: a chunk holds a permit for its bytes until the decoder
+//! is done with it, so a slow pipeline stops the source from reading.
 //!
-//! Sources that can commit (Kafka, Event Hubs) will receive the committable positions the ack
-//! tracker computes; the files source has nothing to commit.
+//! Acknowledgements flow back through [`Durable`]: the pipeline records, per partition, the
+//! last offset every sink made durable, and a source that can commit (Kafka, Event Hubs)
+//! commits from it on its own timer. The files source has nothing to commit.
 
 pub mod budget;
 pub mod files;
+pub mod kafka;
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
 
 pub use budget::{ByteBudget, BytePermit};
 pub use files::{FileSource, MessageReader, SourceError, resolve_inputs};
+pub use kafka::{KafkaAuth, KafkaConfig, KafkaError, KafkaSource, StartPosition};
+
+/// What the pipeline gives a source.
+#[derive(Debug)]
+pub struct SourceIo {
+    pub events: mpsc::Sender<SourceEvent>,
+    pub budget: ByteBudget,
+    /// The last offset of each partition that every sink made durable (set by the pipeline).
+    pub durable: Durable,
+    /// Becomes `true` when the source should stop reading, hand its partitions back (a
+    /// `Revoked` of all of them, so their data is finished and committed) and return.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl SourceIo {
+    /// A source's I/O around `events`, with a fresh [`Durable`]; the returned sender raises
+    /// `stop`.
+    pub fn new(events: mpsc::Sender<SourceEvent>, budget: ByteBudget) -> (Self, watch::Sender<bool>) {
+        let (stop_tx, stop) = watch::channel(false);
+        (Self { events, budget, durable: Durable::default(), stop }, stop_tx)
+    }
+}
+
+/// Per partition, the last offset every sink made durable, and the last offset the source
+/// committed. Shared between the pipeline, which only ever moves the first forward, and the
+/// source, which commits from it and records its commits in the second.
+#[derive(Debug, Clone, Default)]
+pub struct Durable(Arc<Mutex<Offsets>>);
+
+#[derive(Debug, Default)]
+struct Offsets {
+    durable: BTreeMap<u32, i64>,
+    committed: BTreeMap<u32, i64>,
+}
+
+impl Durable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Offsets> {
+        self.0.lock().expect("offsets poisoned")
+    }
+
+    pub fn set(&self, partition: u32, offset: i64) {
+        let mut o = self.lock();
+        let e = o.durable.entry(partition).or_insert(offset);
+        *e = (*e).max(offset);
+    }
+
+    pub fn get(&self, partition: u32) -> Option<i64> {
+        self.lock().durable.get(&partition).copied()
+    }
+
+    /// The source committed up to `offset` (inclusive).
+    pub fn set_committed(&self, partition: u32, offset: i64) {
+        self.lock().committed.insert(partition, offset);
+    }
+
+    /// Forgets a partition (revoked: its next owner starts from the commit).
+    pub fn remove(&self, partition: u32) -> Option<i64> {
+        let mut o = self.lock();
+        o.committed.remove(&partition);
+        o.durable.remove(&partition)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<u32, i64> {
+        self.lock().durable.clone()
+    }
+
+    pub fn committed(&self) -> BTreeMap<u32, i64> {
+        self.lock().committed.clone()
+    }
+}
 
 /// Consecutive messages of one partition.
 #[derive(Debug)]
@@ -37,5 +115,18 @@ pub enum SourceEvent {
     /// No more messages will come from this partition (end of a file).
     PartitionEnd {
         partition: u32,
+    },
+    /// This process now reads `partition`, starting after `committed` (None: no commit yet).
+    Assigned {
+        source: Arc<str>,
+        partition: u32,
+        committed: Option<i64>,
+    },
+    /// These partitions are being taken away (a rebalance, or the source stopping): the
+    /// pipeline flushes what it holds of them, records in [`Durable`] how far they are durable,
+    /// forgets them, and then signals `done`. The source commits and lets them go.
+    Revoked {
+        partitions: Vec<u32>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }

@@ -18,8 +18,10 @@
 
 mod files;
 pub(crate) mod layout;
+pub mod replay;
 
 pub use files::ParquetSizer;
+pub use replay::{Recovery, recover};
 
 use std::{
     collections::HashMap,
@@ -34,6 +36,7 @@ use object_store::{ObjectStoreExt, PutPayload, path::Path};
 use self::{
     files::{DeadLetterFile, ParquetFile},
     layout::{FileKey, hour_groups, source_key},
+    replay::Marker,
 };
 use crate::store::Location;
 
@@ -80,6 +83,12 @@ pub enum ArchiveError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("cannot read the progress markers at {path}: {source}")]
+    Progress {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("cannot write dead letters: {0}")]
     DeadLetter(#[source] std::io::Error),
 }
@@ -120,6 +129,19 @@ pub struct ArchiveSink {
     pending: HashMap<u64, Pending>,
     next_id: u64,
     stored: Vec<Stored>,
+    /// Partitions of a committing source, by source key (see [`replay`]).
+    tracked: HashMap<Arc<str>, Tracked>,
+    /// Rows skipped because an earlier run had stored them.
+    replayed_rows: u64,
+}
+
+/// A partition whose files get progress markers.
+struct Tracked {
+    partition: u32,
+    /// (table, hour) → rows of epochs ending at or before this offset are already stored.
+    skip: HashMap<(Arc<str>, i64), i64>,
+    /// Markers put, by last offset: deleted once the commit passes them.
+    markers: Vec<(i64, Path)>,
 }
 
 impl std::fmt::Debug for ArchiveSink {
@@ -138,7 +160,47 @@ impl ArchiveSink {
             pending: HashMap::new(),
             next_id: 0,
             stored: Vec::new(),
+            tracked: HashMap::new(),
+            replayed_rows: 0,
         }
+    }
+
+    /// From now on, files of `source` (partition `partition` of a committing source) get
+    /// progress markers, and rows `recovery` says are stored already are skipped.
+    pub fn track(&mut self, source: &str, partition: u32, recovery: Recovery) {
+        let tracked = Tracked { partition, skip: recovery.skip, markers: Vec::new() };
+        self.tracked.insert(source_key(source), tracked);
+    }
+
+    /// Stops tracking `partition` (revoked). Its markers stay until its next reader recovers.
+    pub fn untrack(&mut self, partition: u32) {
+        self.tracked.retain(|_, t| t.partition != partition);
+    }
+
+    /// Deletes the markers the commits (`committed`: partition → last committed offset) passed.
+    pub async fn release(&mut self, committed: &std::collections::BTreeMap<u32, i64>) -> Result<(), ArchiveError> {
+        let mut done = Vec::new();
+        for t in self.tracked.values_mut() {
+            let Some(&c) = committed.get(&t.partition) else { continue };
+            t.markers.retain(|(last, path)| {
+                if *last <= c {
+                    done.push(path.clone());
+                }
+                *last > c
+            });
+        }
+        for path in done {
+            match self.location.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(ArchiveError::Put { path: path.to_string(), source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows not written again because an earlier run had stored them (see [`replay`]).
+    pub fn replayed_rows(&self) -> u64 {
+        self.replayed_rows
     }
 
     pub fn location(&self) -> &Location {
@@ -162,11 +224,27 @@ impl ArchiveSink {
             rows: batch.rows() as u64,
             dead_letters: false,
         };
+        let source = source_key(&batch.source);
+        let mut replayed = 0;
+        let groups: Vec<_> = match self.tracked.get(&source) {
+            Some(t) if !t.skip.is_empty() => groups
+                .into_iter()
+                .filter(|(hour, rows)| {
+                    let stored =
+                        t.skip.get(&(batch.table.clone(), *hour)).is_some_and(|&last| batch.last_offset <= last);
+                    if stored {
+                        replayed += rows.num_rows() as u64;
+                    }
+                    !stored
+                })
+                .collect(),
+            _ => groups,
+        };
+        self.replayed_rows += replayed;
         if groups.is_empty() {
             return Ok(vec![durable]);
         }
         let id = self.register(durable, groups.len() as u32);
-        let source = source_key(&batch.source);
         let mut full = Vec::new();
         for (hour, rows) in groups {
             let key = FileKey { table: batch.table.clone(), hour, source: source.clone() };
@@ -266,8 +344,19 @@ impl ArchiveSink {
     async fn roll_parquet(&mut self, key: &FileKey) -> Result<Vec<Durable>, ArchiveError> {
         let Some(file) = self.parquet.remove(key) else { return Ok(Vec::new()) };
         let (bytes, first, last, rows, pieces) = file.finish()?;
-        let name = format!("{}-{first:020}-{last:020}.parquet", key.source);
-        let path = layout::parquet_path(&self.location.prefix, &key.table, key.hour, &name);
+        let marker = Marker { table: key.table.clone(), hour: key.hour, first, last };
+        if let Some(t) = self.tracked.get_mut(&key.source) {
+            // The marker first: a crash between the two puts leaves a marker without its file,
+            // which recovery deletes; never a file without its marker.
+            let path = marker.path(&self.location.prefix, &key.source);
+            self.location
+                .store
+                .put(&path, PutPayload::new())
+                .await
+                .map_err(|source| ArchiveError::Put { path: path.to_string(), source })?;
+            t.markers.push((last, path));
+        }
+        let path = marker.file(&self.location.prefix, &key.source);
         self.put(&path, bytes, &key.table, rows, false).await?;
         Ok(self.pieces_done(pieces))
     }

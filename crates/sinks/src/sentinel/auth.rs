@@ -35,6 +35,8 @@ use tokio::sync::Mutex;
 
 /// The token audience of the public cloud's Logs Ingestion API.
 pub const MONITOR_SCOPE: &str = "https://monitor.azure.com/.default";
+/// The token audience of Event Hubs (its Kafka endpoint's OAUTHBEARER included).
+pub const EVENT_HUBS_SCOPE: &str = "https://eventhubs.azure.net/.default";
 /// Entra ID in the public cloud.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 /// A token is refreshed this long before it expires.
@@ -174,6 +176,7 @@ struct Cached {
 /// Hands out bearer tokens, cached; see the module documentation.
 pub struct TokenSource {
     config: AuthConfig,
+    scope: String,
     http: reqwest::Client,
     credential: Mutex<Option<Arc<dyn TokenCredential>>>,
     cached: Mutex<Option<Cached>>,
@@ -189,8 +192,21 @@ impl TokenSource {
     /// `http` is the client the credential uses to reach Entra (or the IMDS endpoint). Builds the
     /// credential now, so configuration errors show at start.
     pub fn new(config: AuthConfig, http: reqwest::Client) -> Result<Self, AuthError> {
+        Self::with_scope(config, http, MONITOR_SCOPE)
+    }
+
+    /// Tokens for another audience, e.g. [`EVENT_HUBS_SCOPE`].
+    pub fn with_scope(config: AuthConfig, http: reqwest::Client, scope: &str) -> Result<Self, AuthError> {
         let credential = build_credential(&config, &http)?;
-        Ok(Self { config, http, credential: Mutex::new(credential), cached: Mutex::new(None) })
+        Ok(Self { config, scope: scope.into(), http, credential: Mutex::new(credential), cached: Mutex::new(None) })
+    }
+
+    /// A valid token and when it expires (None: never).
+    pub async fn token_with_expiry(&self) -> Result<(Arc<str>, Option<OffsetDateTime>), AuthError> {
+        self.token().await?;
+        let cached = self.cached.lock().await;
+        let c = cached.as_ref().expect("token() fills the cache");
+        Ok((c.token.clone(), c.expires_on))
     }
 
     /// A valid token: the cached one unless it expires within [`REFRESH_MARGIN`].
@@ -233,7 +249,8 @@ impl TokenSource {
             }
             slot.clone().expect("only static auth has no credential")
         };
-        let token = credential.get_token(&[MONITOR_SCOPE], None).await.map_err(|e| AuthError::from_azure(&e, false))?;
+        let token =
+            credential.get_token(&[self.scope.as_str()], None).await.map_err(|e| AuthError::from_azure(&e, false))?;
         tracing::debug!(expires_on = %token.expires_on, "got an entra token");
         Ok(Cached { token: token.token.secret().into(), expires_on: Some(token.expires_on) })
     }

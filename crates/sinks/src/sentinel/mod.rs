@@ -28,7 +28,7 @@ pub mod retry;
 pub mod rows;
 pub mod service;
 
-pub use auth::{AuthConfig, AuthError, Secret, TokenSource};
+pub use auth::{AuthConfig, AuthError, EVENT_HUBS_SCOPE, Secret, TokenSource};
 pub use client::{ClientError, Delivered, SentinelConfig, SentinelSink, StreamTarget};
 pub use dry_run::{DryRunSink, Sent};
 pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};

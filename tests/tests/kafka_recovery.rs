@@ -1,0 +1,312 @@
+//! The daemon's guarantees under failure, against the real broker, the strict Logs Ingestion
+//! server and the Parquet archive read back by pyarrow: kill -9 at random moments loses nothing
+//! and archives nothing twice; a sink failing after the other succeeded commits nothing; a
+//! Sentinel outage of a minute holds memory flat and recovers.
+
+// Synchronous test code, never on a tokio worker: it waits with thread::sleep.
+#![allow(clippy::disallowed_methods)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use defender_ingestion_server::{Fault, ServerConfig, TestServer};
+
+use defender_tests::{
+    infra,
+    kafka::{self, Daemon},
+    readback_values, run_cli,
+};
+use serde_json::Value;
+
+const PARTITIONS: i32 = 4;
+const DCR: &str = "dcr-00000000000000000000000000000002";
+const STREAM: &str = "Custom-DeviceInfo_CL";
+const SECRET_ENV: &str = "DI_TEST_KAFKA_SENTINEL_SECRET";
+const SECRET: &str = "k4fka-s3cret";
+const RECORDS_PER_MESSAGE: i64 = 10;
+
+/// Messages `from..to` of the test traffic: DeviceInfo records with unique ReportIds
+/// (`message * 10 + i`), event times over two hours (several archive files per partition),
+/// partition = message % 4.
+fn messages(from: i64, to: i64) -> Vec<(i32, Vec<u8>)> {
+    (from..to)
+        .map(|m| {
+            let records: Vec<String> = (0..RECORDS_PER_MESSAGE)
+                .map(|i| {
+                    let id = m * RECORDS_PER_MESSAGE + i;
+                    let (min, sec) = ((id / 60) % 120, id % 60);
+                    format!(
+                        r#"{{"time":"2026-11-20T12:00:00Z","tenantId":"t","operationName":"Publish","category":"AdvancedHunting-DeviceInfo","properties":{{"Timestamp":"2026-11-20T{:02}:{:02}:{sec:02}Z","DeviceId":"dev-{}","DeviceName":"host-{}","ReportId":{id}}}}}"#,
+                        10 + min / 60,
+                        min % 60,
+                        id % 17,
+                        id % 17
+                    )
+                })
+                .collect();
+            ((m % PARTITIONS as i64) as i32, format!(r#"{{"records":[{}]}}"#, records.join(",")).into_bytes())
+        })
+        .collect()
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    server: TestServer,
+    topic: String,
+    group: String,
+    config: PathBuf,
+    archive: PathBuf,
+}
+
+fn sentinel_section(endpoint: &str, authority: &str, ca: &Path) -> String {
+    format!(
+        r#"
+[tables.DeviceInfo]
+sentinel = true
+
+[sentinel]
+endpoint = "{endpoint}"
+dcr_immutable_id = "{DCR}"
+ca_file = "{ca}"
+
+[sentinel.auth]
+method = "client_secret"
+tenant_id = "tenant-1"
+client_id = "app-1"
+client_secret_env = "{SECRET_ENV}"
+authority_host = "{authority}"
+"#,
+        ca = ca.display()
+    )
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = kafka::unique("recovery");
+    let group = kafka::unique("group");
+    kafka::create_topic(&topic, PARTITIONS);
+    let archive = dir.path().join("archive");
+    let ca = dir.path().join("ca.pem");
+    let config = dir.path().join("daemon.toml");
+    let write_config = |endpoint: &str, authority: &str| {
+        let rest = format!(
+            "[archive]\nurl = \"{}\"\nroll_seconds = 1\n{}",
+            archive.display(),
+            sentinel_section(endpoint, authority, &ca)
+        );
+        std::fs::write(&config, kafka::config(&topic, &group, &rest)).unwrap();
+    };
+    // The stream the strict server enforces is the one `schemas dcr` declares for this config.
+    write_config("https://127.0.0.1:1", "https://127.0.0.1:1");
+    let deploy = dir.path().join("deploy");
+    run_cli(&["schemas", "dcr", "--config", config.to_str().unwrap(), "--out", deploy.to_str().unwrap()], &[]);
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy.join("defender-sentinel.json")).unwrap()).unwrap();
+    let mut streams = BTreeMap::new();
+    for r in template["resources"].as_array().unwrap() {
+        if r["type"] == "Microsoft.Insights/dataCollectionRules" {
+            for (name, decl) in r["properties"]["streamDeclarations"].as_object().unwrap() {
+                let columns: Vec<String> =
+                    decl["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().into()).collect();
+                streams.insert(name.clone(), columns);
+            }
+        }
+    }
+    assert!(streams.contains_key(STREAM), "{streams:?}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server = runtime
+        .block_on(TestServer::start(ServerConfig::new(
+            BTreeMap::from([(DCR.to_string(), streams)]),
+            "tenant-1",
+            "app-1",
+            SECRET,
+        )))
+        .unwrap();
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    write_config(&server.endpoint, &server.authority);
+    Setup { dir, runtime, server, topic, group, config, archive }
+}
+
+impl Setup {
+    fn start(&self, name: &str) -> Daemon {
+        Daemon::start(&self.config, self.dir.path(), name, &[(SECRET_ENV, SECRET)])
+    }
+
+    /// ReportIds in the archive, each with how often it is there.
+    fn archived(&self) -> BTreeMap<i64, usize> {
+        let mut ids = BTreeMap::new();
+        for v in readback_values(self.archive.to_str().unwrap(), "ReportId").remove("DeviceInfo").unwrap_or_default() {
+            *ids.entry(v.as_i64().expect("ReportId is a long")).or_default() += 1;
+        }
+        ids
+    }
+
+    /// ReportIds the Logs Ingestion server accepted (at least once each).
+    fn accepted(&self) -> BTreeSet<i64> {
+        self.server.accepted(DCR, STREAM).iter().map(|r| r["ReportId"].as_i64().unwrap()).collect()
+    }
+}
+
+/// A deterministic sequence of waits for the kills (xorshift).
+fn waits(seed: u64, n: usize, min_ms: u64, max_ms: u64) -> Vec<Duration> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            Duration::from_millis(min_ms + s % (max_ms - min_ms))
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_twenty_times_loses_nothing_and_archives_nothing_twice() {
+    let s = setup();
+    let mut produced = Vec::new();
+    let mut next = 0;
+    for (round, wait) in waits(0x5eed, 20, 300, 4000).into_iter().enumerate() {
+        // Traffic keeps arriving between the crashes.
+        let batch = messages(next, next + 60);
+        next += 60;
+        kafka::produce(&s.topic, &batch);
+        produced.extend(batch);
+        let daemon = s.start(&format!("kill-{round:02}"));
+        std::thread::sleep(wait);
+        daemon.kill9();
+    }
+    // The killed daemons did real work: they committed some of it.
+    let before = kafka::committed(&s.group, &s.topic, PARTITIONS);
+    assert!(before.values().sum::<i64>() > 0, "no daemon committed anything before being killed");
+    let logs: String =
+        (0..20).map(|r| std::fs::read_to_string(s.dir.path().join(format!("kill-{r:02}.log"))).unwrap()).collect();
+    eprintln!(
+        "committed before the last run: {before:?}; restarts that found rows already archived past the commit: {}",
+        logs.matches("already archived").count()
+    );
+    // A last, clean run catches up, commits everything and stops on SIGTERM.
+    let mut daemon = s.start("final");
+    daemon.wait_ready(Duration::from_secs(60));
+    let end = kafka::ends_after(&produced, PARTITIONS);
+    kafka::wait_committed(&s.group, &s.topic, &end, Duration::from_secs(300));
+    let (status, summary) = daemon.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    let t = &summary["totals"];
+    let dead: u64 = t["dead_lettered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(
+        t["records_in"].as_u64().unwrap(),
+        t["delivered"].as_u64().unwrap() + t["filtered"].as_u64().unwrap() + dead
+    );
+
+    let ids = next * RECORDS_PER_MESSAGE;
+    let archived = s.archived();
+    let missing: Vec<i64> = (0..ids).filter(|id| !archived.contains_key(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {ids} records never archived, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let twice: Vec<(&i64, &usize)> = archived.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} records archived more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    assert_eq!(archived.len() as i64, ids, "no record that was not produced");
+    let accepted = s.accepted();
+    let missing: Vec<i64> = (0..ids).filter(|id| !accepted.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} records never reached Sentinel, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    s.runtime.block_on(s.server.stop());
+}
+
+#[test]
+fn a_sink_failing_after_the_other_succeeded_commits_nothing() {
+    let s = setup();
+    // The archive's container does not exist, so its first file cannot be stored (Azurite
+    // answers 404), while Sentinel accepts every call before that.
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let broken = config.replace(s.archive.to_str().unwrap(), "az://no-such-container/defender");
+    assert_ne!(broken, config);
+    std::fs::write(&s.config, broken).unwrap();
+    kafka::produce(&s.topic, &messages(0, 40));
+    let blob = infra("DI_AZURITE_BLOB");
+    let azurite = blob.trim_end_matches("/devstoreaccount1");
+    let envs = [(SECRET_ENV, SECRET), ("AZURE_STORAGE_USE_EMULATOR", "true"), ("AZURITE_BLOB_STORAGE_URL", azurite)];
+    let mut daemon = Daemon::start(&s.config, s.dir.path(), "archive-broken", &envs);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = daemon.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the daemon keeps running without its archive:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "an archive that cannot store ends the run with an error");
+    assert!(daemon.log_text().contains("no-such-container"), "the error names the path:\n{}", daemon.log_text());
+    assert!(!s.accepted().is_empty(), "Sentinel had accepted rows before the archive failed");
+    assert_eq!(kafka::committed(&s.group, &s.topic, PARTITIONS), BTreeMap::new(), "nothing committed");
+    s.runtime.block_on(s.server.stop());
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_sentinel_outage_of_a_minute_keeps_memory_flat_and_recovers() {
+    let s = setup();
+    let mut daemon = s.start("outage");
+    daemon.wait_ready(Duration::from_secs(60));
+    // 503s for the next 40 calls: with the sink's backoff (capped at 60 s) about a minute.
+    for _ in 0..40 {
+        s.server.inject(Fault::Status { status: 503, retry_after: Some(2) });
+    }
+    let mut produced = Vec::new();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let mut next = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        let batch = messages(next, next + 200);
+        next += 200;
+        kafka::produce(&s.topic, &batch);
+        produced.extend(batch);
+        samples.push(rss_kib(daemon.pid()));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let statuses: Vec<u16> = s.server.requests().iter().map(|r| r.status).collect();
+    assert!(statuses.iter().filter(|s| **s == 503).count() >= 10, "the outage happened: {statuses:?}");
+    // While the sink waits, fetching pauses: memory stops growing once the bounded queues fill.
+    let half = samples.len() / 2;
+    let (first, second) = samples.split_at(half);
+    let (max_first, max_second) = (*first.iter().max().unwrap(), *second.iter().max().unwrap());
+    eprintln!("RSS KiB during the outage: {samples:?}");
+    assert!(
+        max_second <= max_first + 64 * 1024,
+        "RSS grew from {max_first} KiB to {max_second} KiB while the sink was down"
+    );
+    let end = kafka::ends_after(&produced, PARTITIONS);
+    kafka::wait_committed(&s.group, &s.topic, &end, Duration::from_secs(300));
+    let (status, _summary) = daemon.terminate(Duration::from_secs(60));
+    assert!(status.success());
+    let ids = next * RECORDS_PER_MESSAGE;
+    assert_eq!(s.accepted().len() as i64, ids, "every record reached Sentinel after the outage");
+    assert_eq!(s.archived().len() as i64, ids, "every record archived");
+    s.runtime.block_on(s.server.stop());
+}
