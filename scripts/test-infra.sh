@@ -22,6 +22,7 @@
 #
 # The env file sets:
 #   DI_KAFKA_BOOTSTRAP   127.0.0.1:PORT of the tansu broker (PLAINTEXT, memory storage)
+#   DI_TANSU             the tansu binary (tests that start and stop a broker of their own)
 #   DI_AZURITE_BLOB      http://127.0.0.1:PORT/devstoreaccount1, Azurite's blob endpoint
 #                        (well-known account devstoreaccount1 and its published key)
 #   DI_PYTHON            the venv's python (has pyarrow and duckdb)
@@ -318,6 +319,7 @@ cmd_start() {
     {
         echo "# written by scripts/test-infra.sh start; source it before cargo test"
         printf 'export DI_KAFKA_BOOTSTRAP=%q\n' "127.0.0.1:${kafka_port}"
+        printf 'export DI_TANSU=%q\n' "${TANSU_BIN}"
         printf 'export DI_AZURITE_BLOB=%q\n' "http://127.0.0.1:${blob_port}/devstoreaccount1"
         printf 'export DI_PYTHON=%q\n' "${VENV_PYTHON}"
         printf 'export DI_CHROMIUM=%q\n' "$(command -v chromium || echo /usr/bin/chromium)"

@@ -37,8 +37,13 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions.
 pub fn create_topic(topic: &str, partitions: i32) {
+    create_topic_at(&bootstrap(), topic, partitions);
+}
+
+/// Creates `topic` on the broker at `bootstrap`.
+pub fn create_topic_at(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = rt
@@ -51,8 +56,13 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 /// Produces `(partition, body)` messages and waits until the broker has them all.
 pub fn produce(topic: &str, messages: &[(i32, Vec<u8>)]) {
+    produce_at(&bootstrap(), topic, messages);
+}
+
+/// Produces to the broker at `bootstrap`.
+pub fn produce_at(bootstrap: &str, topic: &str, messages: &[(i32, Vec<u8>)]) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("message.max.bytes", "2000000")
         .create()
@@ -91,8 +101,13 @@ pub fn ends_after(messages: &[(i32, Vec<u8>)], partitions: i32) -> BTreeMap<i32,
 /// The offsets `group` committed for `topic` (next offset to read; partitions without a commit
 /// are left out).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    committed_at(&bootstrap(), group, topic, partitions)
+}
+
+/// [`committed`] on the broker at `bootstrap`.
+pub fn committed_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -109,11 +124,16 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64
 
 /// Waits until `group` committed `end` (next offsets to read) on every partition of `topic`.
 pub fn wait_committed(group: &str, topic: &str, end: &BTreeMap<i32, i64>, timeout: Duration) {
+    wait_committed_at(&bootstrap(), group, topic, end, timeout);
+}
+
+/// [`wait_committed`] on the broker at `bootstrap`.
+pub fn wait_committed_at(bootstrap: &str, group: &str, topic: &str, end: &BTreeMap<i32, i64>, timeout: Duration) {
     let partitions = end.len() as i32;
     let end: BTreeMap<i32, i64> = end.iter().filter(|(_, o)| **o > 0).map(|(p, o)| (*p, *o)).collect();
     let deadline = Instant::now() + timeout;
     loop {
-        let got = committed(group, topic, partitions);
+        let got = committed_at(bootstrap, group, topic, partitions);
         if got == end {
             return;
         }
@@ -125,6 +145,11 @@ pub fn wait_committed(group: &str, topic: &str, end: &BTreeMap<i32, i64>, timeou
 /// A config of a daemon reading `topic` with `group` from the test broker (plaintext), with
 /// short timeouts for tests. `rest` is appended (archive, tables, sentinel...).
 pub fn config(topic: &str, group: &str, rest: &str) -> String {
+    config_at(&bootstrap(), topic, group, rest)
+}
+
+/// [`config`] for the broker at `bootstrap`.
+pub fn config_at(bootstrap: &str, topic: &str, group: &str, rest: &str) -> String {
     format!(
         r#"
 [source.kafka]
@@ -139,9 +164,48 @@ session_timeout_ms = 6000
 flush_seconds = 1
 
 {rest}
-"#,
-        bootstrap = bootstrap()
+"#
     )
+}
+
+/// A tansu broker of the test's own (memory storage), to freeze and thaw.
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(infra("DI_TANSU"))
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tansu");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, bootstrap: format!("127.0.0.1:{port}") }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): the broker stops answering, then resumes with its
+    /// state intact, as a service restart does to its clients.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        assert!(Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap().success());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `defender-ingest run` as a child process, with its probes on a free local port.
@@ -164,7 +228,12 @@ impl Daemon {
             .args(["run", "--config", config.to_str().unwrap(), "--json", "--log-format", "text"])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--summary", summary.to_str().unwrap()])
             .envs(envs.iter().copied())
-            .env("RUST_LOG", "warn,defender_sources=info,defender_pipeline=info,defender_ingest=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("DI_DAEMON_LOG").unwrap_or(
+                    "warn,defender_sources=info,defender_pipeline=info,defender_sinks=info,defender_ingest=info".into(),
+                ),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -251,5 +320,9 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The test failed: its temporary directory goes away, so show the daemon's log.
+            eprintln!("---- log of the daemon ({}) ----\n{}", self.log.display(), self.log_text());
+        }
     }
 }

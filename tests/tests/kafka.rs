@@ -177,3 +177,36 @@ fn wait_for(mut check: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `estimate` reads a bounded sample of the live topic without joining the daemons' group and
+/// commits nothing.
+#[test]
+fn estimate_reads_a_bounded_sample_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = kafka::unique("defender");
+    let group = kafka::unique("group");
+    kafka::create_topic(&topic, PARTITIONS);
+    let (messages, ledger) = traffic(2000, 31);
+    kafka::produce(&topic, &messages);
+    let config = dir.path().join("kafka.toml");
+    std::fs::write(&config, kafka::config(&topic, &group, "")).unwrap();
+    let config = config.to_str().unwrap();
+
+    let out = defender_tests::run_cli(
+        &["estimate", "--config", config, "--max-records", "500", "--duration", "120", "--json"],
+        &[],
+    );
+    let estimate: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records = estimate["totals"]["records"].as_u64().unwrap();
+    assert!((500..=ledger.records()).contains(&records), "stopped soon after 500 records: {records}");
+    let all = defender_tests::run_cli(&["estimate", "--config", config, "--duration", "8", "--json"], &[]);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all["totals"]["records"].as_u64().unwrap(), ledger.records(), "8 s read the whole topic");
+    assert_eq!(kafka::committed(&group, &topic, PARTITIONS), std::collections::BTreeMap::new());
+    assert_eq!(kafka::committed(&format!("{group}-estimate"), &topic, PARTITIONS), std::collections::BTreeMap::new());
+
+    let err =
+        std::process::Command::new(defender_tests::binary()).args(["estimate", "--config", config]).output().unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--duration"), "an endless source needs a bound");
+}

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 
 /// Warnings from everything, and what our own crates say about the run's life (partitions
 /// assigned and revoked, progress of a daemon, shutdown). `RUST_LOG` replaces it.
-const DEFAULT_LOG: &str = "warn,defender_ingest=info,defender_sources=info,defender_pipeline=info";
+const DEFAULT_LOG: &str = "warn,defender_ingest=info,defender_sources=info,defender_pipeline=info,defender_sinks=info";
 
 fn init_logging(format: &str) {
     use std::io::IsTerminal;

@@ -1,22 +1,29 @@
 //! defender-pipeline: source → decode → sinks, with acks flowing back to one tracker.
 //!
 //! ```text
-//! source task ──SourceEvent (≤ budget bytes)──▶ decode task ──DecoderOutput (≤ 4 epochs)──▶ sink task
-//!                                               one Decoder per                           archive (Parquet +
-//!                                               partition, flush rule                     dead letters) → Durable
-//!                                                                                         → AckTracker → committed
+//! source task ──SourceEvent (≤ budget bytes)──▶ decode task ──Stage (≤ 4)──▶ sink task
+//!   ▲                                           one Decoder per              Sentinel, archive (Parquet +
+//!   │                                           partition, flush rule        dead letters) → Durable
+//!   └──── Positions (durable per partition) ◀──────────────────────────── AckTracker
 //! ```
 //!
 //! - The source holds a [`ByteBudget`] permit for every chunk until the decoder has decoded it,
 //!   so at most `budget_bytes` of raw input are in flight; the decode → sink channel holds at
-//!   most [`EPOCH_QUEUE`] epochs, each bounded by the decoder's flush rule.
-//! - Each epoch registers with the [`AckTracker`] as many parts as it has table batches plus
-//!   tables with dead letters; the archive reports each part durable once its file is stored.
-//!   The committable position of a partition only ever covers epochs that are wholly durable.
-//! - The [`Policy`] decides, per table, whether rows go to the archive and through which filter;
-//!   rows no destination takes are counted as `filtered`.
-//! - The run ends when the source is exhausted and every epoch is durable; an epoch that is not
-//!   is an error, never a silent loss.
+//!   most [`EPOCH_QUEUE`] stages, each epoch bounded by the decoder's flush rule.
+//! - Each epoch registers with the [`AckTracker`] as many parts as it has table batches per
+//!   destination plus tables with dead letters; the sinks report each part durable (Sentinel
+//!   accepted the rows, the archive stored the file). The committable position of a partition
+//!   only ever covers epochs that are wholly durable; it is published in [`Positions`], from
+//!   which a committing source (Kafka) commits on its own timer.
+//! - A partition a source gives back (`Revoked`: a rebalance, or a stop) is flushed by the
+//!   decoder, made durable by the sinks, published, forgotten, and only then answered; a
+//!   partition it is given (`Assigned`) first learns from the archive what an earlier run
+//!   stored beyond its commit, so nothing is archived twice.
+//! - The [`Policy`] decides, per table, whether rows go to the archive and Sentinel and
+//!   through which filter; rows no destination takes are counted as `filtered`.
+//! - The run ends when the source ends (files exhausted, or a stop raised through
+//!   [`PipelineOptions::stop`]) and every epoch is durable; an epoch that is not is an error,
+//!   never a silent loss.
 
 pub mod estimate;
 pub mod policy;
@@ -40,7 +47,7 @@ use defender_sinks::{
     sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink},
     store::Location,
 };
-use defender_sources::{ByteBudget, Durable as DurableOffsets, SourceError, SourceEvent, SourceIo};
+use defender_sources::{ByteBudget, Positions, SourceError, SourceEvent, SourceIo};
 use tokio::sync::{mpsc, watch};
 
 pub use crate::policy::Policy;
@@ -185,11 +192,24 @@ where
         catalog,
         policy: options.policy,
         tracker: AckTracker::default(),
-        durable: front.durable,
+        positions: front.positions,
         report: RunReport::default(),
     };
-    let sink_result = sink_stage(epoch_rx, state, options.tick, started, progress).await;
-    front.tasks.join().await?;
+    let sink = sink_stage(epoch_rx, state, options.tick, started, progress);
+    tokio::pin!(sink);
+    let FrontTasks { mut source, decode } = front.tasks;
+    let task = |e: tokio::task::JoinError| PipelineError::Task(e.to_string());
+    let (sink_result, source_result) = tokio::select! {
+        r = &mut sink => (r, source.await.map_err(task)?),
+        s = &mut source => match s.map_err(task)? {
+            // A failed source (a revocation the sinks could not finish in time) ends the run
+            // now: what is in flight is abandoned, uncommitted, and read again after a restart.
+            Err(e) => return Err(e.into()),
+            Ok(()) => (sink.await, Ok(())),
+        },
+    };
+    decode.await.map_err(task)?;
+    source_result?;
     let mut report = sink_result?;
     report.elapsed = started.elapsed();
     Ok(report)
@@ -211,7 +231,7 @@ pub(crate) enum Stage {
 pub(crate) struct Front {
     pub(crate) stages: mpsc::Receiver<Stage>,
     /// Where the sink task records how far each partition is durable, for the source to commit.
-    pub(crate) durable: DurableOffsets,
+    pub(crate) positions: Positions,
     pub(crate) tasks: FrontTasks,
 }
 
@@ -234,16 +254,16 @@ impl Front {
     {
         let (source_tx, source_rx) = mpsc::channel(16);
         let (stage_tx, stages) = mpsc::channel(EPOCH_QUEUE);
-        let durable = DurableOffsets::default();
+        let positions = Positions::default();
         let io = SourceIo {
             events: source_tx,
             budget: ByteBudget::new(options.budget_bytes),
-            durable: durable.clone(),
+            positions: positions.clone(),
             stop: options.stop.clone(),
         };
         let source = tokio::spawn(source(io));
         let decode = tokio::spawn(decode_stage(catalog, source_rx, stage_tx, options.flush, options.tick, archive));
-        Self { stages, durable, tasks: FrontTasks { source, decode } }
+        Self { stages, positions, tasks: FrontTasks { source, decode } }
     }
 }
 
@@ -361,7 +381,7 @@ struct SinkState {
     catalog: Arc<Catalog>,
     policy: Arc<Policy>,
     tracker: AckTracker,
-    durable: DurableOffsets,
+    positions: Positions,
     report: RunReport,
 }
 
@@ -465,7 +485,7 @@ impl SinkState {
     fn commit(&mut self, partition: u32) {
         if let Some(offset) = self.tracker.committable(partition) {
             self.report.committed.insert(partition, offset);
-            self.durable.set(partition, offset);
+            self.positions.set_durable(partition, offset);
         }
     }
 
@@ -498,7 +518,7 @@ impl SinkState {
             bytes_in: totals.bytes_in,
             elapsed: started.elapsed(),
             accounting: self.report.accounting.clone(),
-            durable: self.durable.snapshot(),
+            durable: self.positions.durable_all(),
             sinks: self.report.sinks.clone(),
         }
     }
@@ -534,7 +554,7 @@ async fn sink_stage(
             _ = timer.tick() => {
                 let durable = state.archive.poll(Instant::now()).await?;
                 state.durable(durable)?;
-                state.archive.release(&state.durable.committed()).await?;
+                state.archive.release(&state.positions.committed()).await?;
                 progress(&state.progress(started));
             }
         }

@@ -181,9 +181,9 @@ async fn a_revoked_partition_is_made_durable_before_the_source_lets_it_go() {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         io.events.send(SourceEvent::Revoked { partitions: vec![7], done: done_tx }).await.unwrap();
         // Wait as the Kafka consumer thread does, then read what may be committed.
-        let durable = io.durable.clone();
+        let durable = io.positions.clone();
         let got = tokio::task::spawn_blocking(move || {
-            done_rx.recv_timeout(Duration::from_secs(10)).ok().map(|()| durable.get(7))
+            done_rx.recv_timeout(Duration::from_secs(10)).ok().map(|()| durable.durable(7))
         })
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 //! - **Partitions** are named `topic/partition` and numbered `topic index << 16 | partition` for
 //!   the pipeline (Event Hubs has at most a few thousand partitions per hub).
 //! - **Acknowledgement**: nothing is committed automatically (auto commit and auto offset store
-//!   are off). The pipeline records in [`Durable`] the last offset of each partition that every
+//!   are off). The pipeline records in [`Positions`] the last offset of each partition that every
 //!   sink made durable; this loop commits `offset + 1` on a timer (Event Hubs throttles commits
 //!   to a few per second per partition), and synchronously when partitions are revoked or the
 //!   source stops.
@@ -42,7 +42,7 @@ use rdkafka::{
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::{ByteBudget, Chunk, Durable, SourceError, SourceEvent, SourceIo};
+use crate::{ByteBudget, Chunk, Positions, SourceError, SourceEvent, SourceIo};
 
 /// How long one `poll` waits for a message.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -362,12 +362,19 @@ fn assign_all(consumer: &BaseConsumer<Ctx>, config: &KafkaConfig) -> Result<(), 
     Ok(())
 }
 
+/// The pipeline's number of a partition: `topic index << 16 | partition`.
+fn key(topics: &[String], topic: &str, partition: i32) -> u32 {
+    let t = topics.iter().position(|t| t == topic).unwrap_or(0);
+    ((t as u32) << 16) | (partition as u32 & 0xffff)
+}
+
 /// A partition this process reads.
 struct Assigned {
     topic: String,
     partition: i32,
     source: Arc<str>,
-    /// Last offset committed (Kafka's committed offset minus one).
+    /// Last offset committed (Kafka's committed offset minus one); None also after a failed
+    /// commit, so the next one sends the offset again.
     committed: Option<i64>,
     /// Fetched, not yet handed to the pipeline.
     pending: Vec<(i64, Bytes)>,
@@ -377,7 +384,7 @@ struct Assigned {
 struct State {
     events: mpsc::Sender<SourceEvent>,
     budget: ByteBudget,
-    durable: Durable,
+    positions: Positions,
     topics: Vec<String>,
     assigned: BTreeMap<u32, Assigned>,
     /// Events ready to go, in order, before any new chunk.
@@ -403,7 +410,7 @@ impl Ctx {
         let state = State {
             events: io.events.clone(),
             budget: io.budget.clone(),
-            durable: io.durable.clone(),
+            positions: io.positions.clone(),
             topics: config.topics.clone(),
             assigned: BTreeMap::new(),
             outbox: VecDeque::new(),
@@ -433,8 +440,7 @@ impl Ctx {
     }
 
     fn key(&self, topic: &str, partition: i32) -> u32 {
-        let t = self.state().topics.iter().position(|t| t == topic).unwrap_or(0);
-        ((t as u32) << 16) | (partition as u32 & 0xffff)
+        key(&self.state().topics, topic, partition)
     }
 
     fn push(&self, key: u32, offset: i64, body: Bytes) {
@@ -535,37 +541,58 @@ impl Ctx {
                 if only.is_some_and(|o| !o.contains(key)) {
                     continue;
                 }
-                let Some(done) = st.durable.get(*key) else { continue };
+                let Some(done) = st.positions.durable(*key) else { continue };
                 if a.committed.is_some_and(|c| c >= done) {
                     continue;
                 }
                 if tpl.add_partition_offset(&a.topic, a.partition, Offset::Offset(done + 1)).is_ok() {
-                    moved.push((*key, a.source.clone(), done));
+                    moved.push(*key);
                 }
             }
         }
         if moved.is_empty() {
             return;
         }
+        // An asynchronous commit that the broker later refuses comes back through
+        // `commit_callback` and is sent again; until then it counts as done. (librdkafka does
+        // not deliver the results of asynchronous commits to a BaseConsumer polled like this
+        // one in every version, so waiting for the confirmation could wait forever.)
         match consumer.commit(&tpl, mode) {
-            Ok(()) => {
-                let mut st = self.state();
-                for (key, source, done) in &moved {
-                    if let Some(a) = st.assigned.get_mut(key) {
-                        a.committed = Some(*done);
-                    }
-                    st.durable.set_committed(*key, *done);
-                    self.metrics.update(|m| {
-                        m.committed.insert(source.to_string(), *done);
-                    });
-                }
-                tracing::debug!(partitions = moved.len(), "offsets committed");
+            Ok(()) => self.committed(&tpl),
+            Err(e) => self.commit_failed(&e, &tpl),
+        }
+    }
+
+    /// A commit of `tpl`'s offsets was made.
+    fn committed(&self, tpl: &TopicPartitionList) {
+        let mut st = self.state();
+        for e in tpl.elements() {
+            let Offset::Offset(next) = e.offset() else { continue };
+            let key = key(&st.topics, e.topic(), e.partition());
+            let Some(a) = st.assigned.get_mut(&key) else { continue };
+            if a.committed.is_some_and(|c| c >= next - 1) {
+                continue;
             }
-            Err(e) => {
-                self.metrics.update(|m| m.commit_errors += 1);
-                tracing::warn!(error = %e, "offset commit failed (retried at the next commit)");
+            a.committed = Some(next - 1);
+            let source = a.source.to_string();
+            st.positions.set_committed(key, next - 1);
+            self.metrics.update(|m| {
+                m.committed.insert(source, next - 1);
+            });
+        }
+    }
+
+    /// A commit failed: the next one sends the offsets again.
+    fn commit_failed(&self, error: &RdError, tpl: &TopicPartitionList) {
+        let mut st = self.state();
+        for e in tpl.elements() {
+            let key = key(&st.topics, e.topic(), e.partition());
+            if let Some(a) = st.assigned.get_mut(&key) {
+                a.committed = None;
             }
         }
+        self.metrics.update(|m| m.commit_errors += 1);
+        tracing::warn!(error = %error, "offset commit failed (sent again at the next commit)");
     }
 
     /// Hands `keys` back: the pipeline finishes them (bounded by `timeout`), their durable
@@ -615,7 +642,7 @@ impl Ctx {
             let mut st = self.state();
             for k in keys {
                 st.assigned.remove(k);
-                st.durable.remove(*k);
+                st.positions.remove(*k);
             }
         }
         self.metrics.update(|m| {
@@ -716,6 +743,13 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.committed(offsets),
+            Err(e) => self.commit_failed(&e, offsets),
+        }
+    }
+
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {

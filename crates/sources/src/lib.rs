@@ -7,7 +7,7 @@
 //! bounded in bytes by a [`ByteBudget`]: a chunk holds a permit for its bytes until the decoder
 //! is done with it, so a slow pipeline stops the source from reading.
 //!
-//! Acknowledgements flow back through [`Durable`]: the pipeline records, per partition, the
+//! Acknowledgements flow back through [`Positions`]: the pipeline records, per partition, the
 //! last offset every sink made durable, and a source that can commit (Kafka, Event Hubs)
 //! commits from it on its own timer. The files source has nothing to commit.
 
@@ -33,18 +33,18 @@ pub struct SourceIo {
     pub events: mpsc::Sender<SourceEvent>,
     pub budget: ByteBudget,
     /// The last offset of each partition that every sink made durable (set by the pipeline).
-    pub durable: Durable,
+    pub positions: Positions,
     /// Becomes `true` when the source should stop reading, hand its partitions back (a
     /// `Revoked` of all of them, so their data is finished and committed) and return.
     pub stop: watch::Receiver<bool>,
 }
 
 impl SourceIo {
-    /// A source's I/O around `events`, with a fresh [`Durable`]; the returned sender raises
+    /// A source's I/O around `events`, with a fresh [`Positions`]; the returned sender raises
     /// `stop`.
     pub fn new(events: mpsc::Sender<SourceEvent>, budget: ByteBudget) -> (Self, watch::Sender<bool>) {
         let (stop_tx, stop) = watch::channel(false);
-        (Self { events, budget, durable: Durable::default(), stop }, stop_tx)
+        (Self { events, budget, positions: Positions::default(), stop }, stop_tx)
     }
 }
 
@@ -52,7 +52,7 @@ impl SourceIo {
 /// committed. Shared between the pipeline, which only ever moves the first forward, and the
 /// source, which commits from it and records its commits in the second.
 #[derive(Debug, Clone, Default)]
-pub struct Durable(Arc<Mutex<Offsets>>);
+pub struct Positions(Arc<Mutex<Offsets>>);
 
 #[derive(Debug, Default)]
 struct Offsets {
@@ -60,18 +60,18 @@ struct Offsets {
     committed: BTreeMap<u32, i64>,
 }
 
-impl Durable {
+impl Positions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Offsets> {
         self.0.lock().expect("offsets poisoned")
     }
 
-    pub fn set(&self, partition: u32, offset: i64) {
+    pub fn set_durable(&self, partition: u32, offset: i64) {
         let mut o = self.lock();
         let e = o.durable.entry(partition).or_insert(offset);
         *e = (*e).max(offset);
     }
 
-    pub fn get(&self, partition: u32) -> Option<i64> {
+    pub fn durable(&self, partition: u32) -> Option<i64> {
         self.lock().durable.get(&partition).copied()
     }
 
@@ -87,7 +87,7 @@ impl Durable {
         o.durable.remove(&partition)
     }
 
-    pub fn snapshot(&self) -> BTreeMap<u32, i64> {
+    pub fn durable_all(&self) -> BTreeMap<u32, i64> {
         self.lock().durable.clone()
     }
 
@@ -123,7 +123,7 @@ pub enum SourceEvent {
         committed: Option<i64>,
     },
     /// These partitions are being taken away (a rebalance, or the source stopping): the
-    /// pipeline flushes what it holds of them, records in [`Durable`] how far they are durable,
+    /// pipeline flushes what it holds of them, records in [`Positions`] how far they are durable,
     /// forgets them, and then signals `done`. The source commits and lets them go.
     Revoked {
         partitions: Vec<u32>,
