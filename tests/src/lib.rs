@@ -134,3 +134,22 @@ pub fn check_accounting(summary: &Value, ledger: &defender_gen::Ledger) {
         totals["written_archive"].as_u64().unwrap() + totals["filtered"].as_u64().unwrap() + dead
     );
 }
+
+/// The stream declarations `schemas dcr` generates for `config`: what the strict server enforces.
+pub fn declared_streams(config: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
+    run_cli(&["schemas", "dcr", "--config", config.to_str().unwrap(), "--out", dir.to_str().unwrap()], &[]);
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("defender-sentinel.json")).unwrap()).unwrap();
+    let mut streams = BTreeMap::new();
+    for r in template["resources"].as_array().unwrap() {
+        if r["type"] != "Microsoft.Insights/dataCollectionRules" {
+            continue;
+        }
+        for (name, decl) in r["properties"]["streamDeclarations"].as_object().unwrap() {
+            let columns =
+                decl["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+            streams.insert(name.clone(), columns);
+        }
+    }
+    streams
+}

@@ -15,11 +15,10 @@ use std::{
 use defender_ingestion_server::{Fault, ServerConfig, TestServer};
 
 use defender_tests::{
-    infra,
+    declared_streams, infra,
     kafka::{self, Daemon},
-    readback_values, run_cli,
+    readback_values,
 };
-use serde_json::Value;
 
 const PARTITIONS: i32 = 4;
 const DCR: &str = "dcr-00000000000000000000000000000002";
@@ -102,20 +101,7 @@ fn setup() -> Setup {
     };
     // The stream the strict server enforces is the one `schemas dcr` declares for this config.
     write_config("https://127.0.0.1:1", "https://127.0.0.1:1");
-    let deploy = dir.path().join("deploy");
-    run_cli(&["schemas", "dcr", "--config", config.to_str().unwrap(), "--out", deploy.to_str().unwrap()], &[]);
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(deploy.join("defender-sentinel.json")).unwrap()).unwrap();
-    let mut streams = BTreeMap::new();
-    for r in template["resources"].as_array().unwrap() {
-        if r["type"] == "Microsoft.Insights/dataCollectionRules" {
-            for (name, decl) in r["properties"]["streamDeclarations"].as_object().unwrap() {
-                let columns: Vec<String> =
-                    decl["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().into()).collect();
-                streams.insert(name.clone(), columns);
-            }
-        }
-    }
+    let streams = declared_streams(&config, &dir.path().join("deploy"));
     assert!(streams.contains_key(STREAM), "{streams:?}");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let server = runtime

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::Path};
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Target};
 use defender_ingestion_server::{Fault, ServerConfig, TestServer};
-use defender_tests::run_cli;
+use defender_tests::{declared_streams, run_cli};
 use serde_json::Value;
 
 const DCR: &str = "dcr-00000000000000000000000000000001";
@@ -44,26 +44,6 @@ authority_host = "{authority}"
 "#,
         ca = ca.display()
     )
-}
-
-/// The stream declarations `schemas dcr` generates for `config`: what the strict server enforces.
-fn declared_streams(config: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
-    run_cli(&["schemas", "dcr", "--config", config.to_str().unwrap(), "--out", dir.to_str().unwrap()], &[]);
-    let template: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("defender-sentinel.json")).unwrap()).unwrap();
-    let mut streams = BTreeMap::new();
-    for r in template["resources"].as_array().unwrap() {
-        if r["type"] != "Microsoft.Insights/dataCollectionRules" {
-            continue;
-        }
-        for (name, decl) in r["properties"]["streamDeclarations"].as_object().unwrap() {
-            let columns =
-                decl["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-            streams.insert(name.clone(), columns);
-        }
-    }
-    assert_eq!(streams.len(), 2, "one stream per selected table");
-    streams
 }
 
 struct Setup {
@@ -110,6 +90,7 @@ fn setup() -> Setup {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, self::config("https://127.0.0.1:1", "https://127.0.0.1:1", &ca)).unwrap();
     let streams = declared_streams(&config, &dir.path().join("deploy"));
+    assert_eq!(streams.len(), 2, "one stream per selected table");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let server = runtime
         .block_on(TestServer::start(ServerConfig::new(
