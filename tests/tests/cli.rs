@@ -91,3 +91,46 @@ fn sending_to_sentinel_without_a_sentinel_section_is_refused_with_what_to_add() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no [sentinel] section") && err.contains("dry_run_dir"), "{err}");
 }
+
+/// The README's first command (`run --config examples/local.toml --summary ...`, here with the
+/// archive in a temporary directory): every counter of the closing table sits under its own
+/// header and equals the summary's.
+#[test]
+fn the_end_of_run_table_puts_each_counter_under_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, summary) = (dir.path().join("archive"), dir.path().join("summary.json"));
+    let out = Command::new(binary())
+        .current_dir(repo_root())
+        .args(["run", "--config", "examples/local.toml", "--archive", archive.to_str().unwrap(), "--summary"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let total = lines.find(|l| l.starts_with("total ")).unwrap_or_else(|| panic!("no total line:\n{text}"));
+    // A header's column ends where the header ends; the value ends at the same place.
+    let cell = |name: &str| {
+        let end = header.find(name).unwrap_or_else(|| panic!("no header {name:?}:\n{text}")) + name.len();
+        let start = header[..end - name.len()].trim_end().len();
+        total[start..end].trim().to_string()
+    };
+    let totals = &summary["totals"];
+    let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum::<u64>();
+    for (name, expected) in [
+        ("records in", totals["records_in"].as_u64().unwrap()),
+        ("archived", totals["written_archive"].as_u64().unwrap()),
+        ("sent to Sentinel", totals["sent_sentinel"].as_u64().unwrap()),
+        ("filtered", totals["filtered"].as_u64().unwrap()),
+        ("dead-lettered", sum(&totals["dead_lettered"])),
+        ("coerced", sum(&totals["coerced"])),
+        ("kept in _Extra", sum(&totals["kept_in_extra"])),
+    ] {
+        assert_eq!(cell(name), expected.to_string(), "column {name:?}:\n{text}");
+    }
+    assert!(totals["records_in"].as_u64().unwrap() > 0 && sum(&totals["dead_lettered"]) > 0, "{text}");
+    assert_eq!(header.split("  ").filter(|h| !h.trim().is_empty()).count(), 10, "table + 9 headers:\n{text}");
+    assert!(cell("parquet").ends_with("B") && cell("bytes in").ends_with("B"), "{text}");
+}

@@ -44,34 +44,42 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// A fixed-width table: one line per table, then the totals.
+/// The columns of the terminal table: each header with the counter it shows, in one list so a
+/// header and its values cannot drift apart.
+type Column = (&'static str, fn(&TableStats) -> String);
+
+const COLUMNS: [Column; 9] = [
+    ("records in", |t| t.records_in.to_string()),
+    ("archived", |t| t.written_archive.to_string()),
+    ("sent to Sentinel", |t| t.sent_sentinel.to_string()),
+    ("filtered", |t| t.filtered.to_string()),
+    ("dead-lettered", |t| t.dead_lettered_total().to_string()),
+    ("coerced", |t| t.coerced.values().sum::<u64>().to_string()),
+    ("kept in _Extra", |t| t.kept_in_extra.values().sum::<u64>().to_string()),
+    ("bytes in", |t| human_bytes(t.bytes_in)),
+    ("parquet", |t| human_bytes(t.parquet_bytes)),
+];
+
+/// A fixed-width table: one line per table, then the totals. Every value sits right-aligned
+/// under its own header.
 pub fn table(s: &Summary) -> String {
     let mut out = String::new();
     let width = s.tables.keys().map(String::len).max().unwrap_or(5).max(6);
-    let header =
-        ["records in", "archived", "filtered", "dead-lettered", "coerced", "kept in _Extra", "bytes in", "parquet"];
     let _ = write!(out, "{:<width$}", "table");
-    for h in header {
-        let _ = write!(out, "  {h:>14}");
+    for (h, _) in COLUMNS {
+        let w = h.len().max(10);
+        let _ = write!(out, "  {h:>w$}");
     }
     out.push('\n');
     let mut line = |name: &str, t: &TableStats| {
         let _ = write!(out, "{name:<width$}");
-        let name = if t.unknown_table { " (unknown table: raw JSON)" } else { "" };
-        for v in [
-            t.records_in.to_string(),
-            t.written_archive.to_string(),
-            t.sent_sentinel.to_string(),
-            t.filtered.to_string(),
-            t.dead_lettered_total().to_string(),
-            t.coerced.values().sum::<u64>().to_string(),
-            t.kept_in_extra.values().sum::<u64>().to_string(),
-            human_bytes(t.bytes_in),
-            human_bytes(t.parquet_bytes),
-        ] {
-            let _ = write!(out, "  {v:>14}");
+        for (h, value) in COLUMNS {
+            let w = h.len().max(10);
+            let _ = write!(out, "  {:>w$}", value(t));
         }
-        out.push_str(name);
+        if t.unknown_table {
+            out.push_str(" (unknown table: raw JSON)");
+        }
         out.push('\n');
     };
     for (name, t) in &s.tables {
