@@ -16,6 +16,7 @@
 //! flush_mb = 32              # ... this many MB of input,
 //! flush_seconds = 5          # ... or this age
 //! budget_mb = 64             # raw input in flight between source and decoder
+//! max_unknown_tables = 100   # distinct unknown tables kept apart; later ones share one overflow table
 //!
 //! [tables.default]           # tables not named below
 //! archive = true
@@ -275,6 +276,10 @@ pub struct PipelineSection {
     pub flush_seconds: u64,
     #[serde(default = "defaults::budget_mb")]
     pub budget_mb: usize,
+    /// Distinct unknown tables (categories without a schema) archived under names of their
+    /// own; records of later ones go to `_OverflowUnknownTables`.
+    #[serde(default = "defaults::max_unknown_tables")]
+    pub max_unknown_tables: usize,
 }
 
 impl Default for PipelineSection {
@@ -284,6 +289,7 @@ impl Default for PipelineSection {
             flush_mb: defaults::flush_mb(),
             flush_seconds: defaults::flush_seconds(),
             budget_mb: defaults::budget_mb(),
+            max_unknown_tables: defaults::max_unknown_tables(),
         }
     }
 }
@@ -309,6 +315,9 @@ mod defaults {
     }
     pub fn budget_mb() -> usize {
         64
+    }
+    pub fn max_unknown_tables() -> usize {
+        defender_core::decode::unknown::DEFAULT_MAX_UNKNOWN_TABLES
     }
     pub fn client_secret_env() -> String {
         "AZURE_CLIENT_SECRET".to_string()
@@ -411,6 +420,7 @@ impl Config {
             ("pipeline.flush_rows", p.flush_rows),
             ("pipeline.flush_mb", p.flush_mb),
             ("pipeline.budget_mb", p.budget_mb),
+            ("pipeline.max_unknown_tables", p.max_unknown_tables),
         ] {
             if value == 0 {
                 bail!("`{key}` must be at least 1");
@@ -450,6 +460,7 @@ impl Config {
                 max_age: Duration::from_secs(p.flush_seconds),
             },
             budget_bytes: p.budget_mb << 20,
+            max_unknown_tables: p.max_unknown_tables,
             policy: self.policy.clone(),
             ..PipelineOptions::default()
         }

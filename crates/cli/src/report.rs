@@ -13,8 +13,8 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     pub tables: BTreeMap<String, TableStats>,
     pub totals: TableStats,
-    pub parquet_files: usize,
-    pub dead_letter_files: usize,
+    pub parquet_files: u64,
+    pub dead_letter_files: u64,
     /// Per source partition (input file number): the last offset (line) wholly archived.
     pub committed: BTreeMap<u32, i64>,
 }
@@ -26,8 +26,8 @@ impl Summary {
             elapsed_seconds: run.elapsed.as_secs_f64(),
             tables: run.accounting.tables.clone(),
             totals: run.accounting.totals(),
-            parquet_files: run.files.iter().filter(|f| f.ends_with(".parquet")).count(),
-            dead_letter_files: run.files.iter().filter(|f| f.ends_with(".ndjson.gz")).count(),
+            parquet_files: run.parquet_files,
+            dead_letter_files: run.dead_letter_files,
             committed: run.committed.clone(),
         }
     }

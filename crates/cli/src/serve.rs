@@ -151,6 +151,8 @@ impl Status {
             }
             for (name, help, kind, v) in [
                 ("defender_kafka_paused", "1 while fetching is paused (pipeline behind).", "gauge", k.paused as u64),
+                ("defender_kafka_pauses_total", "Times fetching was paused (pipeline behind).", "counter", k.pauses),
+                ("defender_kafka_messages_total", "Messages handed to the pipeline.", "counter", k.messages),
                 ("defender_kafka_broker_up", "1 while a broker connection is up.", "gauge", k.broker_up as u64),
                 ("defender_kafka_rebalances_total", "Partition assignments received.", "counter", k.rebalances),
                 ("defender_kafka_commit_errors_total", "Offset commits that failed.", "counter", k.commit_errors),

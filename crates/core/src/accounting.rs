@@ -24,7 +24,11 @@ pub struct TableStats {
     /// Rows kept off the Sentinel path whatever the config says, by reason (`tvm`, and
     /// `unknown_table` when the config would have sent them).
     pub dropped: BTreeMap<String, u64>,
-    /// Rows the Sentinel path could not carry (a row over the request limit on its own).
+    /// Rows the Sentinel path could not deliver (over the request limit on their own, refused
+    /// alone with 413, or in a batch the encoder could not represent). Each is in the dead-letter
+    /// files (reason `sentinel_rejected` or `encode_failed`) before its epoch is committed. They
+    /// stay counted as `delivered` (the policy took them; the archive usually holds them too),
+    /// not in `dead_lettered`, which counts records that reached no destination.
     pub sentinel_rejected: u64,
     /// Values cut at the 64 KB field limit on the Sentinel path.
     pub sentinel_truncated: u64,

@@ -128,12 +128,10 @@ impl Estimator {
             acc.est.tvm = self.catalog.get(&batch.table).is_some_and(|t| t.tvm);
             acc.est.sentinel = routes.sentinel.enabled;
             acc.est.sentinel_refused = routes.sentinel_refused.map(str::to_string);
-            acc.est.columns_in = b.num_columns();
+            acc.est.columns_in = data_columns(b);
             if !batch.unknown_table {
-                // Every row the sink sends also carries RecordId_CF.
-                let record_ids = b.num_rows() as u64 * billing::RECORD_ID_BYTES;
-                acc.est.billed_bytes_before +=
-                    billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)? + record_ids;
+                // Every row carries its `_RecordId` (RecordId_CF), billed as a column.
+                acc.est.billed_bytes_before += billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)?;
             }
             if routes.sentinel.enabled {
                 let sent = match &routes.sentinel.filter {
@@ -141,12 +139,10 @@ impl Estimator {
                     None => b.clone(),
                 };
                 acc.est.rows_kept += sent.num_rows() as u64;
-                acc.est.columns_kept = sent.num_columns();
-                let record_ids = sent.num_rows() as u64 * billing::RECORD_ID_BYTES;
-                acc.est.billed_bytes_after +=
-                    billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)? + record_ids;
+                acc.est.columns_kept = data_columns(&sent);
+                acc.est.billed_bytes_after += billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
                 acc.est.billed_bytes_after_auxiliary +=
-                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)? + record_ids;
+                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?;
             }
             if routes.archive.enabled {
                 let kept = match &routes.archive.filter {
@@ -275,4 +271,10 @@ where
     front.tasks.join().await?;
     result?;
     estimator.finish(prices, started.elapsed().as_secs_f64())
+}
+
+/// Columns of a batch a user chose or filtered: all but `_RecordId`, which every row carries.
+fn data_columns(batch: &arrow_array::RecordBatch) -> usize {
+    let id = batch.schema().index_of(defender_core::schema::COL_RECORD_ID).is_ok();
+    batch.num_columns() - usize::from(id)
 }

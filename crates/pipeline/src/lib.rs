@@ -37,9 +37,12 @@ use std::{
 
 use arrow_array::BooleanArray;
 use defender_core::{
-    Accounting, Catalog, Decoder, FlushRule, TableBatch,
+    Accounting, Catalog, DeadLetter, DeadLetterReason, Decoder, FlushRule, TableBatch,
     ack::{AckError, AckTracker},
-    decode::DecoderOutput,
+    decode::{
+        DecoderOutput,
+        unknown::{DEFAULT_MAX_UNKNOWN_TABLES, UnknownTableNames},
+    },
 };
 use defender_sinks::{
     ArchiveSink, Durable,
@@ -68,6 +71,9 @@ pub struct PipelineOptions {
     /// Raised to end a run that has no end of its own (a Kafka source): the source stops
     /// reading, hands its partitions back through the pipeline and commits.
     pub stop: watch::Receiver<bool>,
+    /// Distinct unknown tables the process keeps apart; records of later ones go to one
+    /// overflow table (see `defender_core::decode::unknown`).
+    pub max_unknown_tables: usize,
 }
 
 impl Default for PipelineOptions {
@@ -78,6 +84,7 @@ impl Default for PipelineOptions {
             budget_bytes: 64 << 20,
             tick: Duration::from_secs(1),
             stop: watch::channel(false).1,
+            max_unknown_tables: DEFAULT_MAX_UNKNOWN_TABLES,
         }
     }
 }
@@ -118,8 +125,10 @@ impl SentinelPath {
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub accounting: Accounting,
-    /// Files stored in the archive (Parquet and dead-letter files).
-    pub files: Vec<String>,
+    /// Files stored in the archive: Parquet, and dead letters (counts: a daemon keeps no list
+    /// that grows with time).
+    pub parquet_files: u64,
+    pub dead_letter_files: u64,
     /// Per partition: the last offset whose epoch is wholly durable.
     pub committed: BTreeMap<u32, i64>,
     pub sinks: SinkCounters,
@@ -262,7 +271,9 @@ impl Front {
             stop: options.stop.clone(),
         };
         let source = tokio::spawn(source(io));
-        let decode = tokio::spawn(decode_stage(catalog, source_rx, stage_tx, options.flush, options.tick, archive));
+        let names = Arc::new(UnknownTableNames::new(&catalog, options.max_unknown_tables));
+        let limits = DecodeLimits { flush: options.flush, tick: options.tick, max_pending_bytes: options.budget_bytes };
+        let decode = tokio::spawn(decode_stage(catalog, names, source_rx, stage_tx, limits, archive));
         Self { stages, positions, tasks: FrontTasks { source, decode } }
     }
 }
@@ -277,17 +288,30 @@ impl FrontTasks {
     }
 }
 
-/// One decoder per partition; epochs cut by the flush rule, at the end or revocation of a
-/// partition, at the end of the input, and where an earlier run's archive files end (so the
-/// archive can tell which epochs it already holds, see `defender_sinks::archive::replay`).
-async fn decode_stage(
-    catalog: Arc<Catalog>,
-    mut rx: mpsc::Receiver<SourceEvent>,
-    tx: mpsc::Sender<Stage>,
+/// When the decode stage cuts epochs.
+#[derive(Debug, Clone, Copy)]
+struct DecodeLimits {
     flush: FlushRule,
     tick: Duration,
+    /// Input bytes all decoders together may hold between flushes (the source's byte budget
+    /// again): past it the fullest decoder is flushed, so many partitions cannot each hold a
+    /// flush rule's worth.
+    max_pending_bytes: usize,
+}
+
+/// One decoder per partition; epochs cut by the flush rule, when the decoders together hold
+/// more than `max_pending_bytes`, at the end or revocation of a partition, at the end of the
+/// input, and where an earlier run's archive files end (so the archive can tell which epochs it
+/// already holds, see `defender_sinks::archive::replay`).
+async fn decode_stage(
+    catalog: Arc<Catalog>,
+    names: Arc<UnknownTableNames>,
+    mut rx: mpsc::Receiver<SourceEvent>,
+    tx: mpsc::Sender<Stage>,
+    limits: DecodeLimits,
     archive: Option<Location>,
 ) {
+    let DecodeLimits { flush, tick, max_pending_bytes } = limits;
     let mut decoders: HashMap<u32, Decoder> = HashMap::new();
     let mut cuts: HashMap<u32, std::collections::BTreeSet<i64>> = HashMap::new();
     let mut timer = tokio::time::interval(tick);
@@ -315,14 +339,21 @@ async fn decode_stage(
         };
         match event {
             Some(SourceEvent::Chunk(chunk)) => {
-                let d = decoders
-                    .entry(chunk.partition)
-                    .or_insert_with(|| Decoder::new(&catalog, chunk.source.clone(), chunk.partition, flush));
+                let d = decoders.entry(chunk.partition).or_insert_with(|| {
+                    Decoder::new(&catalog, chunk.source.clone(), chunk.partition, flush)
+                        .with_unknown_names(names.clone())
+                });
                 let cut = cuts.get(&chunk.partition);
                 for (offset, bytes) in &chunk.messages {
                     d.decode(bytes, *offset);
                     let flush = d.should_flush(Instant::now()) || cut.is_some_and(|c| c.contains(offset));
                     if flush && !send(&tx, d.flush()).await {
+                        return;
+                    }
+                }
+                while decoders.values().map(Decoder::pending_bytes).sum::<usize>() > max_pending_bytes {
+                    let Some(d) = decoders.values_mut().max_by_key(|d| d.pending_bytes()) else { break };
+                    if !send(&tx, d.flush()).await {
                         return;
                     }
                 }
@@ -422,6 +453,10 @@ impl SinkState {
         Ok((archive, sentinel))
     }
 
+    /// Routes one epoch and hands it to every destination. What a destination cannot take
+    /// because of the rows themselves (a row over Sentinel's call limit, a batch an encoder
+    /// cannot represent) becomes dead letters of this epoch, durable before the epoch is:
+    /// content never stops the run. Errors of the infrastructure do.
     async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
         self.report.accounting.merge(&out.accounting);
         let mut batches = Vec::with_capacity(out.batches.len());
@@ -431,31 +466,67 @@ impl SinkState {
             batches.extend(archive);
             to_sentinel.extend(sentinel);
         }
-        let dead_tables: std::collections::BTreeSet<&str> = out.dead_letters.iter().map(|d| &*d.table).collect();
-        let parts = batches.len() + to_sentinel.len() + dead_tables.len();
-        self.tracker.register(out.partition, out.last_offset, parts as u32)?;
+        let mut dead_letters = out.dead_letters;
+        // Acks of this epoch wait until it is registered, which needs the dead letters' tables.
+        let mut durable = Vec::new();
+        let mut parts = 0u32;
+        let sentinel_parts = to_sentinel.len() as u32;
         if let Some(sink) = &mut self.sentinel {
             for batch in &to_sentinel {
-                let delivered = sink.write(batch).await?;
-                self.report.sinks.sentinel_retries += delivered.retries;
-                self.report.sinks.sentinel_throttled += delivered.throttled;
-                let sent = delivered.sent;
-                let stats = self.report.accounting.table(&sent.table);
-                stats.sent_sentinel += sent.rows;
-                stats.sentinel_rejected += sent.rejected;
-                stats.sentinel_truncated += sent.truncated;
-                self.tracker.ack(sent.partition, sent.epoch)?;
+                match sink.write(batch).await {
+                    Ok(delivered) => {
+                        self.report.sinks.sentinel_retries += delivered.retries;
+                        self.report.sinks.sentinel_throttled += delivered.throttled;
+                        let sent = delivered.sent;
+                        let stats = self.report.accounting.table(&sent.table);
+                        stats.sent_sentinel += sent.rows;
+                        stats.sentinel_rejected += sent.rejected;
+                        stats.sentinel_truncated += sent.truncated;
+                        dead_letters.extend(
+                            sent.rejected_rows
+                                .into_iter()
+                                .map(|r| row_dead_letter(batch, DeadLetterReason::SentinelRejected, &r.reason, r.json)),
+                        );
+                    }
+                    Err(e) if e.is_encoding() => {
+                        tracing::error!(table = %batch.table, rows = batch.rows(), error = %e, "sentinel cannot encode a batch: its rows are dead-lettered");
+                        self.report.accounting.table(&batch.table).sentinel_rejected += batch.rows() as u64;
+                        dead_letters.extend(rows_dead_letters(batch, &e.to_string()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         for batch in &batches {
-            let durable = self.archive.write(batch).await?;
-            self.durable(durable)?;
+            match self.archive.write(batch).await {
+                Ok(d) => {
+                    durable.extend(d);
+                    parts += 1;
+                }
+                Err(e @ ArchiveError::Encode { .. }) => {
+                    tracing::error!(table = %batch.table, rows = batch.rows(), error = %e, "the archive cannot encode a batch: its rows are dead-lettered");
+                    let letters = rows_dead_letters(batch, &e.to_string());
+                    let stats = self.report.accounting.table(&batch.table);
+                    stats.delivered = stats.delivered.saturating_sub(letters.len() as u64);
+                    *stats.dead_lettered.entry(DeadLetterReason::EncodeFailed.to_string()).or_default() +=
+                        letters.len() as u64;
+                    dead_letters.extend(letters);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        if !out.dead_letters.is_empty() {
-            let durable =
-                self.archive.write_dead_letters(&out.source, out.partition, out.last_offset, &out.dead_letters).await?;
-            self.durable(durable)?;
+        let dead_tables: std::collections::BTreeSet<&str> = dead_letters.iter().map(|d| &*d.table).collect();
+        parts += sentinel_parts + dead_tables.len() as u32;
+        self.tracker.register(out.partition, out.last_offset, parts)?;
+        for _ in 0..sentinel_parts {
+            self.tracker.ack(out.partition, out.last_offset)?;
         }
+        if !dead_letters.is_empty() {
+            durable.extend(
+                self.archive.write_dead_letters(&out.source, out.partition, out.last_offset, &dead_letters).await?,
+            );
+        }
+        self.durable(durable)?;
         self.commit(out.partition);
         Ok(())
     }
@@ -473,7 +544,11 @@ impl SinkState {
             if !stored.dead_letters {
                 self.report.accounting.table(&stored.table).parquet_bytes += stored.bytes;
             }
-            self.report.files.push(stored.path);
+            if stored.dead_letters {
+                self.report.dead_letter_files += 1;
+            } else {
+                self.report.parquet_files += 1;
+            }
         }
         partitions.dedup();
         for p in partitions {
@@ -554,18 +629,43 @@ async fn sink_stage(
             _ = timer.tick() => {
                 let durable = state.archive.poll(Instant::now()).await?;
                 state.durable(durable)?;
-                state.archive.release(&state.positions.committed()).await?;
+                state.archive.release(&state.positions.committed(), &state.positions.take_revoked()).await?;
                 progress(&state.progress(started));
             }
         }
     }
     let durable = state.archive.close().await?;
     state.durable(durable)?;
+    // The source has made its last commits: the markers they passed go before the exit.
+    state.archive.release(&state.positions.committed(), &state.positions.take_revoked()).await?;
     progress(&state.progress(started));
     match state.tracker.outstanding() {
         0 => Ok(state.report),
         n => Err(PipelineError::NotDurable(n)),
     }
+}
+
+/// A dead letter for one row of a decoded batch (its message offset is not kept: the batch's
+/// range and the row's `_RecordId`, in `raw`, place it).
+fn row_dead_letter(batch: &TableBatch, reason: DeadLetterReason, detail: &str, raw: Vec<u8>) -> DeadLetter {
+    DeadLetter::for_row(
+        batch.table.clone(),
+        reason,
+        batch.source.clone(),
+        batch.partition,
+        (batch.first_offset, batch.last_offset),
+        detail,
+        raw,
+    )
+}
+
+/// Every row of `batch` as a dead letter (`encode_failed`, the encoder's error as detail), each
+/// row as JSON.
+fn rows_dead_letters(batch: &TableBatch, error: &str) -> Vec<DeadLetter> {
+    defender_core::deadletter::rows_json(&batch.batch)
+        .into_iter()
+        .map(|raw| row_dead_letter(batch, DeadLetterReason::EncodeFailed, error, raw))
+        .collect()
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ async fn every_record_is_archived_or_dead_lettered_and_every_position_committed(
     assert_eq!(report.accounting.tables["unknown"].dead_lettered["malformed_json"], 1);
     assert_eq!(report.accounting.unbalanced(), vec![]);
     assert_eq!(report.committed, BTreeMap::from([(0, 3), (1, 1)]), "last line of each file");
-    assert_eq!(report.files.iter().filter(|f| f.contains("_deadletter/")).count(), 1);
-    assert_eq!(report.files.iter().filter(|f| f.ends_with(".parquet")).count(), 2, "one per file and hour");
+    assert_eq!(report.dead_letter_files, 1);
+    assert_eq!(report.parquet_files, 2, "one per file and hour");
 }
 
 #[tokio::test]
@@ -201,4 +201,188 @@ async fn a_revoked_partition_is_made_durable_before_the_source_lets_it_go() {
     let t = report.accounting.totals();
     assert_eq!((t.records_in, t.written_archive, t.filtered, t.dead_lettered_total()), (4, 4, 0, 0));
     assert!(report.accounting.unbalanced().is_empty());
+}
+
+/// Runs `inputs` with `settings` into an archive and a dry-run Sentinel path under `dir`.
+async fn run_dry(
+    dir: &std::path::Path,
+    inputs: Vec<std::path::PathBuf>,
+    settings: BTreeMap<String, crate::policy::TableSettings>,
+) -> RunReport {
+    use defender_sinks::sentinel::{DryRunSink, PackMode};
+    let catalog = Arc::new(Catalog::embedded());
+    let policy = Arc::new(Policy::new(&catalog, &settings).unwrap());
+    let archive =
+        ArchiveSink::new(store::open(dir.join("archive").to_str().unwrap()).unwrap(), ArchiveConfig::default());
+    let dry = DryRunSink::new(
+        store::open(dir.join("sentinel").to_str().unwrap()).unwrap(),
+        catalog.clone(),
+        PackMode::default(),
+    );
+    let options = PipelineOptions { policy, ..PipelineOptions::default() };
+    let source = FileSource::new(inputs);
+    run(catalog, move |io| source.run(io), archive, Some(SentinelPath::DryRun(dry)), options, |_| {}).await.unwrap()
+}
+
+/// Every file under `dir` whose name ends with `suffix`, recursively.
+fn files_under(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn gunzip(path: &std::path::Path) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    text
+}
+
+/// The poison records that once stopped the run: a bare `DeviceInfo` category beside real
+/// DeviceInfo records (same archive key and schema before), and a 300-character category (a
+/// path segment too long for a local disk). The run ends, each lands apart, all accounted.
+#[tokio::test]
+async fn records_with_poison_categories_never_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = record(5).replace("AdvancedHunting-DeviceInfo", "DeviceInfo");
+    let long = record(6).replace("AdvancedHunting-DeviceInfo", &format!("AdvancedHunting-{}", "L".repeat(300)));
+    let case = record(7).replace("AdvancedHunting-DeviceInfo", "AdvancedHunting-DEVICEINFO");
+    let input = dir.path().join("poison.json");
+    std::fs::write(&input, [record(1), bare, record(2), long, case, record(3)].join("\n")).unwrap();
+    let report = run_files(vec![input], &dir.path().join("archive"), FlushRule::default()).await.unwrap();
+    assert_eq!(report.accounting.unbalanced(), vec![]);
+    let info = &report.accounting.tables["DeviceInfo"];
+    assert_eq!((info.records_in, info.written_archive), (3, 3));
+    let unknown: Vec<_> = report.accounting.tables.iter().filter(|(_, s)| s.unknown_table).collect();
+    assert_eq!(unknown.len(), 3, "{unknown:?}");
+    assert!(unknown.iter().all(|(n, s)| n.starts_with("_Other-") && n.len() <= 64 && s.written_archive == 1));
+    assert_eq!(report.accounting.totals().written_archive, 6);
+    assert_eq!(files_under(&dir.path().join("archive"), ".parquet").len(), 4);
+}
+
+/// A row no Logs Ingestion call can carry (over 1 MiB of JSON even alone) is dead-lettered with
+/// its reason before its epoch is committed; its neighbours are sent; the archive keeps it.
+#[tokio::test]
+async fn a_row_sentinel_cannot_carry_is_dead_lettered_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(60_000);
+    // 20 string columns of 60 KB: each under the 64 KB field limit, 1.2 MB together.
+    let fields: Vec<String> = [
+        "DeviceId",
+        "DeviceName",
+        "ClientVersion",
+        "PublicIP",
+        "OSArchitecture",
+        "OSPlatform",
+        "JoinType",
+        "AadDeviceId",
+        "RegistryDeviceTag",
+        "OSVersion",
+        "OnboardingStatus",
+        "DeviceCategory",
+        "DeviceType",
+        "DeviceSubtype",
+        "Model",
+        "Vendor",
+        "OSDistribution",
+        "OSVersionInfo",
+        "SensorHealthState",
+        "ExposureLevel",
+    ]
+    .iter()
+    .map(|f| format!(r#""{f}":"{big}""#))
+    .collect();
+    let huge = format!(
+        r#"{{"time":"2026-11-20T10:59:00Z","category":"AdvancedHunting-DeviceInfo","properties":{{"Timestamp":"2026-11-20T10:30:00Z",{}}}}}"#,
+        fields.join(",")
+    );
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, [record(1), huge, record(2)].join("\n")).unwrap();
+    let settings = BTreeMap::from([(
+        "DeviceInfo".to_string(),
+        crate::policy::TableSettings { sentinel: Some(true), ..Default::default() },
+    )]);
+    let report = run_dry(dir.path(), vec![input], settings).await;
+    let info = &report.accounting.tables["DeviceInfo"];
+    assert_eq!((info.records_in, info.written_archive, info.sent_sentinel, info.sentinel_rejected), (3, 3, 2, 1));
+    assert_eq!(report.accounting.unbalanced(), vec![]);
+    assert_eq!(report.committed.get(&0), Some(&3), "line numbers count from 1");
+    let letters = files_under(&dir.path().join("archive/_deadletter"), ".ndjson.gz");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let text = gunzip(&letters[0]);
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len() as u64, info.sentinel_rejected, "the counter and the dead letters agree");
+    assert_eq!(lines[0]["reason"], "sentinel_rejected");
+    assert!(lines[0]["detail"].as_str().unwrap().contains("limit"), "{}", lines[0]["detail"]);
+    assert_eq!(
+        (lines[0]["position"]["offset"].as_i64(), lines[0]["position"]["last_offset"].as_i64()),
+        (Some(1), Some(3))
+    );
+    let row: serde_json::Value = serde_json::from_str(lines[0]["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(row["RecordId_CF"].as_str().unwrap().len(), 32, "the row as the API would have received it");
+}
+
+/// Two events that look the same after the Sentinel filter's `project` keep distinct ids, the
+/// same as the archive's `_RecordId` for the same record, and the same on a replay.
+#[tokio::test]
+async fn record_ids_survive_projection_and_match_the_archive() {
+    let settings = || {
+        BTreeMap::from([(
+            "DeviceInfo".to_string(),
+            crate::policy::TableSettings {
+                sentinel: Some(true),
+                sentinel_filter: Some(("project DeviceName".to_string(), 1, 1)),
+                ..Default::default()
+            },
+        )])
+    };
+    let sent_ids = |dir: &std::path::Path| -> Vec<String> {
+        let mut ids: Vec<String> = files_under(&dir.join("sentinel"), ".json.gz")
+            .iter()
+            .flat_map(|f| serde_json::from_str::<Vec<serde_json::Value>>(&gunzip(f)).unwrap())
+            .map(|row| {
+                assert_eq!(row.as_object().unwrap().len(), 2, "TimeGenerated and the id only: {row}");
+                row["RecordId_CF"].as_str().unwrap().to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [&a, &b] {
+        let input = d.path().join("in.json");
+        std::fs::write(&input, format!("{}\n{}\n", record(1), record(2))).unwrap();
+        let report = run_dry(d.path(), vec![input], settings()).await;
+        assert_eq!(report.accounting.tables["DeviceInfo"].sent_sentinel, 2);
+    }
+    let ids = sent_ids(a.path());
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "distinct events, distinct ids, whatever the projection");
+    assert_eq!(ids, sent_ids(b.path()), "the same input gives the same ids");
+    let parquet = files_under(&a.path().join("archive"), ".parquet");
+    let file = std::fs::File::open(&parquet[0]).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+    let mut archived: Vec<String> = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch.column_by_name("_RecordId").expect("the archive stores _RecordId");
+        let col = col.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        archived.extend(col.iter().map(|v| v.unwrap().to_string()));
+    }
+    archived.sort();
+    assert_eq!(archived, ids, "the Parquet copy and Sentinel join on the id");
 }

@@ -233,6 +233,10 @@ pub struct KafkaState {
     pub rebalances: u64,
     /// Fetching is paused because the pipeline is behind.
     pub paused: bool,
+    /// Times fetching was paused.
+    pub pauses: u64,
+    /// Messages handed to the pipeline.
+    pub messages: u64,
     pub commit_errors: u64,
 }
 
@@ -480,8 +484,9 @@ impl Ctx {
             let Some(permit) = st.budget.try_acquire(a.pending_bytes) else { return false };
             let chunk = Chunk { source: a.source.clone(), partition, messages: std::mem::take(&mut a.pending), permit };
             a.pending_bytes = 0;
+            let n = chunk.messages.len() as u64;
             match st.events.try_send(SourceEvent::Chunk(chunk)) {
-                Ok(()) => {}
+                Ok(()) => self.metrics.update(|m| m.messages += n),
                 Err(TrySendError::Full(ev)) => {
                     st.outbox.push_back(ev);
                     return false;
@@ -510,7 +515,10 @@ impl Ctx {
         if let Err(e) = r {
             tracing::warn!(error = %e, paused, "cannot pause/resume fetching");
         }
-        self.metrics.update(|m| m.paused = paused);
+        self.metrics.update(|m| {
+            m.paused = paused;
+            m.pauses += u64::from(paused);
+        });
         tracing::debug!(paused, "fetching {}", if paused { "paused: pipeline behind" } else { "resumed" });
     }
 

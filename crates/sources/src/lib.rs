@@ -58,6 +58,8 @@ pub struct Positions(Arc<Mutex<Offsets>>);
 struct Offsets {
     durable: BTreeMap<u32, i64>,
     committed: BTreeMap<u32, i64>,
+    /// The last commit of partitions given back since the pipeline last asked.
+    revoked: BTreeMap<u32, i64>,
 }
 
 impl Positions {
@@ -80,11 +82,20 @@ impl Positions {
         self.lock().committed.insert(partition, offset);
     }
 
-    /// Forgets a partition (revoked: its next owner starts from the commit).
+    /// Forgets a partition (revoked: its next owner starts from the commit). Its last commit
+    /// waits in [`Self::take_revoked`] for the pipeline.
     pub fn remove(&self, partition: u32) -> Option<i64> {
         let mut o = self.lock();
-        o.committed.remove(&partition);
+        if let Some(c) = o.committed.remove(&partition) {
+            o.revoked.insert(partition, c);
+        }
         o.durable.remove(&partition)
+    }
+
+    /// The last commit of each partition given back since the previous call (drained), so the
+    /// pipeline can clean up what those commits passed.
+    pub fn take_revoked(&self) -> BTreeMap<u32, i64> {
+        std::mem::take(&mut self.lock().revoked)
     }
 
     pub fn durable_all(&self) -> BTreeMap<u32, i64> {

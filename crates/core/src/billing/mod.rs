@@ -50,7 +50,7 @@
 //!   ours is a custom column and is billed in every tier. The excluded standard columns are the
 //!   ones Log Analytics adds itself; see [`standard_columns_bytes`] for the ones Auxiliary bills.
 //! - **Only what is in the batch counts**: bill the batch as it would be sent, after the policy
-//!   dropped or added columns (a `_RecordId` added by the sink counts only if it is a column) and
+//!   dropped or added columns (every decoded row carries its `_RecordId`, billed as `RecordId_CF`) and
 //!   after values are truncated to 64 KB.
 //!
 //! Arrow types map to column types as [`ColumnType::arrow_type`] does: `Utf8` covers string, guid
@@ -79,9 +79,9 @@ pub const TIME_GENERATED: &str = "TimeGenerated";
 /// Billed bytes of `TimeGenerated`, a datetime every row has.
 pub const TIME_GENERATED_BYTES: u64 = DATETIME_BYTES;
 
-/// Billed bytes of `RecordId_CF`, the 32 hex digits of the deterministic id the Sentinel sink
-/// adds to every row it sends (not a column of decoded batches: estimates add it per row).
-pub const RECORD_ID_BYTES: u64 = 32;
+/// Billed bytes of `RecordId_CF`, the 32 hex digits of every row's `_RecordId` (a column of
+/// decoded batches, billed with the others).
+pub const RECORD_ID_BYTES: u64 = crate::decode::record_id::RECORD_ID_LEN as u64;
 
 /// Bytes of a datetime's string form, `2026-11-20T10:00:00.1234567Z`.
 pub const DATETIME_BYTES: u64 = 28;

@@ -13,8 +13,9 @@
 //! [`Decoder::flush`] cuts an *epoch*: everything decoded since the previous flush, covering
 //! every message between two offsets, with the accounting of those messages.
 
+pub mod record_id;
 mod table;
-mod unknown;
+pub mod unknown;
 pub mod value;
 
 use std::{sync::Arc, time::Instant};
@@ -25,7 +26,7 @@ use simd_json::{Buffers, Node, Tape};
 
 use self::{
     table::{Envelope, TableDecoder},
-    unknown::UnknownTables,
+    unknown::{UnknownTableNames, UnknownTables},
 };
 use crate::{
     accounting::Accounting,
@@ -56,6 +57,7 @@ pub struct Decoder {
     tables: Vec<TableDecoder>,
     by_category: FxHashMap<Box<str>, usize>,
     unknown: UnknownTables,
+    unknown_names: Arc<UnknownTableNames>,
     dead_letters: Vec<DeadLetter>,
     accounting: Accounting,
     /// Per known table: (records in, decoded, bytes in) since the last flush.
@@ -77,12 +79,14 @@ impl std::fmt::Debug for Decoder {
     }
 }
 
-/// Where a record sits, for dead letters.
+/// Where a record sits, for dead letters, and its bytes as received (for its `_RecordId`).
 #[derive(Clone, Copy)]
 struct RecordCtx<'a> {
     offset: i64,
     index: Option<u32>,
     raw_message: &'a [u8],
+    /// The record's own bytes, when the scan found them (see [`record_id`]).
+    record: Option<&'a [u8]>,
     share: u64,
 }
 
@@ -98,6 +102,7 @@ impl Decoder {
             partition,
             flush_rule,
             unknown: UnknownTables::default(),
+            unknown_names: Arc::new(UnknownTableNames::new(catalog, unknown::DEFAULT_MAX_UNKNOWN_TABLES)),
             dead_letters: Vec::new(),
             accounting: Accounting::default(),
             first_offset: None,
@@ -110,6 +115,12 @@ impl Decoder {
             tape: Some(Tape::null().reset()),
             text: String::new(),
         }
+    }
+
+    /// Shares `names` (the bounded set of unknown table names of a process) with other decoders.
+    pub fn with_unknown_names(mut self, names: Arc<UnknownTableNames>) -> Self {
+        self.unknown_names = names;
+        self
     }
 
     /// Decodes one message (or line) at `offset`. Offsets must grow.
@@ -129,7 +140,8 @@ impl Decoder {
         match simd_json::fill_tape_padded(&mut input, bytes.len(), &mut self.buffers, &mut tape) {
             Ok(()) => self.message(&tape.0, offset, bytes),
             Err(_) => {
-                let ctx = RecordCtx { offset, index: None, raw_message: bytes, share: bytes.len() as u64 };
+                let ctx =
+                    RecordCtx { offset, index: None, raw_message: bytes, record: None, share: bytes.len() as u64 };
                 self.dead_letter(UNKNOWN_TABLE, DeadLetterReason::MalformedJson, ctx, None);
             }
         }
@@ -143,20 +155,23 @@ impl Decoder {
                 find_key(nodes, len, "records").filter(|&i| matches!(nodes[i], Node::Array { .. }))
             }
             _ => {
-                let ctx = RecordCtx { offset, index: None, raw_message: raw, share: raw.len() as u64 };
+                let ctx = RecordCtx { offset, index: None, raw_message: raw, record: None, share: raw.len() as u64 };
                 return self.dead_letter(UNKNOWN_TABLE, DeadLetterReason::NotAMessage, ctx, None);
             }
         };
         let Some(at) = records else {
-            let ctx = RecordCtx { offset, index: None, raw_message: raw, share: raw.len() as u64 };
+            let record = Some(record_id::bare_record(raw));
+            let ctx = RecordCtx { offset, index: None, raw_message: raw, record, share: raw.len() as u64 };
             return self.record(nodes, ctx);
         };
         let Node::Array { len, .. } = nodes[at] else { unreachable!() };
         let share = raw.len() as u64 / (len.max(1) as u64);
+        let spans = record_id::record_spans(raw, len);
         let mut i = at + 1;
         for index in 0..len {
             let n = value::span(&nodes[i]);
-            let ctx = RecordCtx { offset, index: Some(index as u32), raw_message: raw, share };
+            let record = spans.as_ref().map(|s| &raw[s[index].clone()]);
+            let ctx = RecordCtx { offset, index: Some(index as u32), raw_message: raw, record, share };
             self.record(&nodes[i..i + n], ctx);
             i += n;
         }
@@ -213,7 +228,20 @@ impl Decoder {
         };
         self.counts[t].1 += 1;
         self.pending_rows += 1;
-        self.tables[t].append(props, time, env, &unknown_env);
+        let id = self.record_id(category, rec, ctx);
+        self.tables[t].append(props, time, env, &unknown_env, as_str(&id));
+    }
+
+    /// The record's `_RecordId` (see [`record_id`]).
+    fn record_id(&mut self, category: &str, rec: &[Node<'_>], ctx: RecordCtx<'_>) -> [u8; record_id::RECORD_ID_LEN] {
+        match ctx.record {
+            Some(bytes) => record_id::record_id(category, bytes),
+            None => {
+                self.text.clear();
+                value::write_json(&mut self.text, rec);
+                record_id::record_id(category, self.text.as_bytes())
+            }
+        }
     }
 
     fn unknown_table(
@@ -224,7 +252,7 @@ impl Decoder {
         rec: &[Node<'_>],
         ctx: RecordCtx<'_>,
     ) {
-        let name = unknown::table_name(category);
+        let name = self.unknown_names.name(category);
         let time = props.and_then(|p| TableDecoder::event_time(p, env.time).ok());
         let stats = self.accounting.table(&name);
         stats.unknown_table = true;
@@ -235,9 +263,10 @@ impl Decoder {
         };
         stats.decoded += 1;
         self.pending_rows += 1;
+        let id = self.record_id(category, rec, ctx);
         self.text.clear();
         value::write_json(&mut self.text, rec);
-        self.unknown.append(&name, category, time, env, &self.text);
+        self.unknown.append(&name, category, time, env, &self.text, as_str(&id));
     }
 
     /// Dead-letters a record whose table is not known, counting it as a record in.
@@ -272,6 +301,8 @@ impl Decoder {
             source: self.source.clone(),
             position: Position { partition: self.partition, offset: ctx.offset },
             record_index: ctx.index,
+            last_offset: None,
+            detail: None,
             raw,
         });
     }
@@ -281,6 +312,11 @@ impl Decoder {
         // An epoch of messages without records still flushes, by age.
         self.first_offset.is_some()
             && self.flush_rule.should_flush(self.pending_rows.max(1), self.pending_bytes, self.opened, now)
+    }
+
+    /// Bytes of input decoded since the last flush (held as Arrow builders until then).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// Messages decoded since the last flush.
@@ -350,6 +386,11 @@ impl Decoder {
             accounting,
         })
     }
+}
+
+/// The hex digits of an id as text.
+fn as_str(id: &[u8; record_id::RECORD_ID_LEN]) -> &str {
+    std::str::from_utf8(id).expect("hex digits are ASCII")
 }
 
 /// Index of the value of `key` in the object starting at `nodes[0]`.

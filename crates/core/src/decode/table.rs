@@ -102,6 +102,7 @@ pub(crate) struct TableDecoder {
     env_tenant: StringBuilder,
     env_received: TimestampNanosecondBuilder,
     extra: StringBuilder,
+    record_id: StringBuilder,
     extra_buf: String,
     text_buf: String,
     pub(crate) coerced: Vec<u64>,
@@ -132,6 +133,7 @@ impl TableDecoder {
             env_tenant: StringBuilder::new(),
             env_received: TimestampNanosecondBuilder::new(),
             extra: StringBuilder::new(),
+            record_id: StringBuilder::new(),
             extra_buf: String::new(),
             text_buf: String::new(),
             coerced: vec![0; n],
@@ -168,13 +170,15 @@ impl TableDecoder {
     }
 
     /// Appends one record. `props` is the `properties` object; `time` comes from
-    /// [`Self::event_time`]; `unknown_env` lists envelope keys we do not know, kept in `_Extra`.
+    /// [`Self::event_time`]; `unknown_env` lists envelope keys we do not know, kept in `_Extra`;
+    /// `record_id` is the record's `_RecordId`.
     pub(crate) fn append(
         &mut self,
         props: &[Node<'_>],
         time: (i64, Option<usize>),
         env: Envelope<'_>,
         unknown_env: &[(&str, &[Node<'_>])],
+        record_id: &str,
     ) {
         self.rows += 1;
         let row = self.rows;
@@ -245,6 +249,7 @@ impl TableDecoder {
             self.extra_buf.push('}');
             self.extra.append_value(&self.extra_buf);
         }
+        self.record_id.append_value(record_id);
     }
 
     /// The rows appended since the last call, as one batch.
@@ -254,6 +259,7 @@ impl TableDecoder {
         arrays.push(Arc::new(self.env_tenant.finish()));
         arrays.push(Arc::new(self.env_received.finish().with_timezone("UTC")));
         arrays.push(Arc::new(self.extra.finish()));
+        arrays.push(Arc::new(self.record_id.finish()));
         self.pending_rows = 0;
         RecordBatch::try_new(self.arrow.clone(), arrays).expect("every builder holds one value per row")
     }

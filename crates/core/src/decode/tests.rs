@@ -230,3 +230,82 @@ proptest! {
         prop_assert!(col::<StringArray>(batch(&b, "DeviceNetworkEvents"), COL_EXTRA).is_null(0));
     }
 }
+
+fn info(category: &str, report: i64) -> String {
+    format!(
+        r#"{{"time":"2026-11-20T10:59:00Z","category":"{category}","properties":{{"Timestamp":"2026-11-20T10:30:00Z","DeviceName":"pc","ReportId":{report}}}}}"#
+    )
+}
+
+#[test]
+fn bare_names_and_case_variants_of_known_tables_are_unknown_tables_of_their_own() {
+    let long = format!("AdvancedHunting-{}", "x".repeat(300));
+    let lines = [
+        info("AdvancedHunting-DeviceInfo", 1),
+        info("DeviceInfo", 2),
+        info("AdvancedHunting-deviceinfo", 3),
+        info("AdvancedHunting-unknown", 4),
+        info(&long, 5),
+        info("AdvancedHunting-Weird/../name", 6),
+        info("AdvancedHunting-BrandNewTable", 7),
+    ];
+    let out = decode_all(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let names: Vec<&str> = out.batches.iter().map(|b| &*b.table).collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names[0], "DeviceInfo");
+    assert!(!out.batches[0].unknown_table && out.batches[1..].iter().all(|b| b.unknown_table));
+    assert!(names.contains(&"BrandNewTable"), "a plain new category keeps its name: {names:?}");
+    for (b, n) in out.batches.iter().zip(&names).skip(1) {
+        assert!(n.len() <= 64 && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-'), "{n}");
+        assert_eq!(b.batch.schema(), crate::schema::unknown_table_schema(), "{n}");
+        if *n != "BrandNewTable" {
+            assert!(n.starts_with("_Other-"), "{n}");
+        }
+    }
+    assert!(names.iter().any(|n| n.starts_with("_Other-AdvancedHunting-xxx")), "a readable prefix: {names:?}");
+    assert!(out.accounting.tables.values().all(|s| s.records_in == 1 && s.decoded == 1), "{:?}", out.accounting);
+}
+
+#[test]
+fn unknown_tables_past_the_limit_share_one_overflow_table() {
+    let names = Arc::new(UnknownTableNames::new(&Catalog::embedded(), 2));
+    let mut d = decoder().with_unknown_names(names.clone());
+    let mut other = decoder().with_unknown_names(names.clone());
+    d.decode(info("AdvancedHunting-New1", 1).as_bytes(), 0);
+    other.decode(info("AdvancedHunting-New2", 1).as_bytes(), 0);
+    for (i, n) in (3..20).enumerate() {
+        d.decode(info(&format!("AdvancedHunting-New{n}"), 1).as_bytes(), i as i64 + 1);
+    }
+    d.decode(info("AdvancedHunting-New1", 2).as_bytes(), 40);
+    let out = d.flush().unwrap();
+    let rows = |t: &str| out.batches.iter().find(|b| &*b.table == t).map_or(0, TableBatch::rows);
+    assert_eq!((rows("New1"), rows(unknown::OVERFLOW_TABLE)), (2, 17));
+    assert_eq!(names.len(), 2, "the process-wide set stays bounded");
+    assert_eq!(out.accounting.tables.len(), 2);
+    assert_eq!(out.accounting.tables[unknown::OVERFLOW_TABLE].decoded, 17);
+}
+
+fn ids(out: &DecoderOutput, table: &str) -> Vec<String> {
+    let b = batch(out, table);
+    let ids = col::<StringArray>(b, crate::schema::COL_RECORD_ID);
+    (0..ids.len()).map(|i| ids.value(i).to_string()).collect()
+}
+
+#[test]
+fn record_ids_come_from_the_bytes_received() {
+    // Two events that differ only in a column a `project` would drop, in one message and as
+    // bare lines; the same input again; the id is the hash of exactly the element's bytes.
+    let (a, b) = (info("AdvancedHunting-DeviceInfo", 1), info("AdvancedHunting-DeviceInfo", 2));
+    let body = format!("{{\"records\": [{a} , {b}]}}");
+    let first = decode_all(&[&body, &a]);
+    let again = decode_all(&[&body, &a]);
+    let got = ids(&first, "DeviceInfo");
+    assert_eq!(got, ids(&again, "DeviceInfo"), "a replay gives the same ids");
+    assert_ne!(got[0], got[1], "distinct events, distinct ids");
+    let expected = record_id::record_id("AdvancedHunting-DeviceInfo", a.as_bytes());
+    assert_eq!(got[0].as_bytes(), expected, "the element's bytes as received");
+    assert_eq!(got[2], got[0], "the same record as a bare line has the same id");
+    // Unknown tables carry it too.
+    let out = decode_all(&[&info("AdvancedHunting-Brand_New", 1)]);
+    assert_eq!(ids(&out, "Brand_New")[0].len(), 32);
+}

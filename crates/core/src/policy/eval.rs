@@ -5,6 +5,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
+use crate::schema::COL_RECORD_ID;
 use arrow_arith::boolean::{and_kleene, is_null, not, or_kleene};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, Scalar as ArrowScalar,
@@ -104,8 +105,14 @@ impl Filter {
         }
         let schema = filtered.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let indices: Vec<usize> =
+        let mut indices: Vec<usize> =
             self.output_columns(&names).iter().filter_map(|n| names.iter().position(|x| x == n)).collect();
+        // The record's id survives every projection: it is how a row is found again.
+        if let Some(id) = names.iter().position(|n| *n == COL_RECORD_ID)
+            && !indices.contains(&id)
+        {
+            indices.push(id);
+        }
         filtered.project(&indices)
     }
 

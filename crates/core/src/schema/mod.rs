@@ -34,7 +34,8 @@ pub const COL_TIME_RECEIVED: &str = "_TimeReceivedBySvc";
 pub const COL_EXTRA: &str = "_Extra";
 /// The event-time column every Defender table has.
 pub const COL_TIMESTAMP: &str = "Timestamp";
-/// Column the Sentinel sink adds to every row: a deterministic hash of the record, for dedupe.
+/// Column added by the decoder to every row: a deterministic id of the record computed from the
+/// bytes it arrived as (see `decode::record_id`); Sentinel's `RecordId_CF`.
 pub const COL_RECORD_ID: &str = "_RecordId";
 /// Unknown tables: the record's `category`.
 pub const COL_CATEGORY: &str = "_Category";
@@ -150,8 +151,9 @@ impl TableSchema {
     }
 
     /// The Arrow schema the decoder produces: [`Self::decoded_columns`], then
-    /// `_EnvelopeTime`, `_EnvelopeTenantId`, `_TimeReceivedBySvc`, `_Extra`.
-    /// `Timestamp` is never null (the decoder falls back to the envelope time).
+    /// `_EnvelopeTime`, `_EnvelopeTenantId`, `_TimeReceivedBySvc`, `_Extra`, `_RecordId`.
+    /// `Timestamp` is never null (the decoder falls back to the envelope time); the decoder
+    /// fills `_RecordId` for every row.
     pub fn arrow_schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self
             .decoded_columns()
@@ -162,6 +164,8 @@ impl TableSchema {
         fields.push(Field::new(COL_ENVELOPE_TENANT, DataType::Utf8, true));
         fields.push(Field::new(COL_TIME_RECEIVED, timestamp_type(), true));
         fields.push(Field::new(COL_EXTRA, DataType::Utf8, true));
+        // Nullable for batches built by hand (tests, tools); the decoder fills every row.
+        fields.push(Field::new(COL_RECORD_ID, DataType::Utf8, true));
         Arc::new(Schema::new(fields))
     }
 
@@ -178,6 +182,7 @@ pub fn unknown_table_schema() -> SchemaRef {
         Field::new(COL_ENVELOPE_TIME, timestamp_type(), true),
         Field::new(COL_ENVELOPE_TENANT, DataType::Utf8, true),
         Field::new(COL_RAW, DataType::Utf8, false),
+        Field::new(COL_RECORD_ID, DataType::Utf8, true),
     ]))
 }
 

@@ -98,6 +98,7 @@ impl ParquetSizer {
 
 pub(crate) struct ParquetFile {
     table: String,
+    pub(crate) schema: SchemaRef,
     writer: ArrowWriter<Vec<u8>>,
     span: Span,
     pub(crate) opened: Instant,
@@ -106,13 +107,16 @@ pub(crate) struct ParquetFile {
 impl ParquetFile {
     pub(crate) fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
         let props = writer_properties(table, config)?;
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
-        Ok(Self { table: table.to_string(), writer, span: Span::new(), opened: Instant::now() })
+        Ok(Self { table: table.to_string(), schema, writer, span: Span::new(), opened: Instant::now() })
     }
 
+    /// Appends rows of the file's schema (the caller checks it: a writer that failed half-way
+    /// through a row group cannot be trusted, so a failure here is [`ArchiveError::Writer`]).
     pub(crate) fn append(&mut self, id: u64, first: i64, last: i64, rows: &RecordBatch) -> Result<(), ArchiveError> {
-        self.writer.write(rows).map_err(|source| ArchiveError::Encode { table: self.table.clone(), source })?;
+        debug_assert_eq!(rows.schema(), self.schema);
+        self.writer.write(rows).map_err(|source| ArchiveError::Writer { table: self.table.clone(), source })?;
         self.span.add(id, first, last, rows.num_rows() as u64);
         Ok(())
     }

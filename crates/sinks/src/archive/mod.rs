@@ -77,8 +77,17 @@ pub enum ArchiveError {
         #[source]
         source: object_store::Error,
     },
+    /// The batch cannot be encoded (nothing of it was taken: its rows can be dead-lettered).
     #[error("cannot encode parquet for table {table}: {source}")]
     Encode {
+        table: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// An open file's writer failed part-way (never caused by a batch's content, whose schema
+    /// is checked first): the file cannot be trusted, the run stops without committing it.
+    #[error("parquet writer of table {table} failed: {source}")]
+    Writer {
         table: String,
         #[source]
         source: parquet::errors::ParquetError,
@@ -131,6 +140,8 @@ pub struct ArchiveSink {
     stored: Vec<Stored>,
     /// Partitions of a committing source, by source key (see [`replay`]).
     tracked: HashMap<Arc<str>, Tracked>,
+    /// Markers of partitions given back, until their last commit is known (see [`Self::release`]).
+    leftover: HashMap<u32, Vec<(i64, Path)>>,
     /// Rows skipped because an earlier run had stored them.
     replayed_rows: u64,
 }
@@ -161,6 +172,7 @@ impl ArchiveSink {
             next_id: 0,
             stored: Vec::new(),
             tracked: HashMap::new(),
+            leftover: HashMap::new(),
             replayed_rows: 0,
         }
     }
@@ -169,16 +181,31 @@ impl ArchiveSink {
     /// progress markers, and rows `recovery` says are stored already are skipped.
     pub fn track(&mut self, source: &str, partition: u32, recovery: Recovery) {
         let tracked = Tracked { partition, skip: recovery.skip, markers: Vec::new() };
+        // Whatever an earlier assignment left is this recovery's to judge now.
+        self.leftover.remove(&partition);
         self.tracked.insert(source_key(source), tracked);
     }
 
-    /// Stops tracking `partition` (revoked). Its markers stay until its next reader recovers.
+    /// Stops tracking `partition` (revoked). Its markers wait for its last commit
+    /// ([`Self::release`]); those the commit does not pass stay for its next reader's recovery.
     pub fn untrack(&mut self, partition: u32) {
-        self.tracked.retain(|_, t| t.partition != partition);
+        let keys: Vec<Arc<str>> =
+            self.tracked.iter().filter(|(_, t)| t.partition == partition).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            if let Some(t) = self.tracked.remove(&k) {
+                self.leftover.entry(partition).or_default().extend(t.markers);
+            }
+        }
     }
 
-    /// Deletes the markers the commits (`committed`: partition → last committed offset) passed.
-    pub async fn release(&mut self, committed: &std::collections::BTreeMap<u32, i64>) -> Result<(), ArchiveError> {
+    /// Deletes the markers the commits passed: `committed` (partition → last committed offset)
+    /// for partitions read here, `revoked` (the last commit of partitions given back, after
+    /// which nothing of theirs is kept here).
+    pub async fn release(
+        &mut self,
+        committed: &std::collections::BTreeMap<u32, i64>,
+        revoked: &std::collections::BTreeMap<u32, i64>,
+    ) -> Result<(), ArchiveError> {
         let mut done = Vec::new();
         for t in self.tracked.values_mut() {
             let Some(&c) = committed.get(&t.partition) else { continue };
@@ -188,6 +215,11 @@ impl ArchiveSink {
                 }
                 *last > c
             });
+        }
+        for (partition, &c) in revoked {
+            if let Some(markers) = self.leftover.remove(partition) {
+                done.extend(markers.into_iter().filter(|(last, _)| *last <= c).map(|(_, p)| p));
+            }
         }
         for path in done {
             match self.location.store.delete(&path).await {
@@ -240,27 +272,37 @@ impl ArchiveSink {
                 .collect(),
             _ => groups,
         };
-        self.replayed_rows += replayed;
         if groups.is_empty() {
+            self.replayed_rows += replayed;
             return Ok(vec![durable]);
+        }
+        // Every file this batch needs is opened before anything changes, so an encoding error
+        // leaves the sink as it was. An open file of another schema (the same table under an
+        // earlier `archive_filter`, say) is rolled first: a file holds one schema.
+        let schema = batch.batch.schema();
+        let mut opened = Vec::new();
+        for (hour, _) in &groups {
+            let key = FileKey { table: batch.table.clone(), hour: *hour, source: source.clone() };
+            if self.parquet.get(&key).is_none_or(|f| f.schema != schema) {
+                opened.push((key, ParquetFile::new(&batch.table, schema.clone(), &self.config)?));
+            }
+        }
+        self.replayed_rows += replayed;
+        let mut done = Vec::new();
+        for (key, file) in opened {
+            done.extend(self.roll_parquet(&key).await?);
+            self.parquet.insert(key, file);
         }
         let id = self.register(durable, groups.len() as u32);
         let mut full = Vec::new();
         for (hour, rows) in groups {
             let key = FileKey { table: batch.table.clone(), hour, source: source.clone() };
-            let file = match self.parquet.get_mut(&key) {
-                Some(f) => f,
-                None => {
-                    let f = ParquetFile::new(&batch.table, batch.batch.schema(), &self.config)?;
-                    self.parquet.entry(key.clone()).or_insert(f)
-                }
-            };
+            let file = self.parquet.get_mut(&key).expect("opened above");
             file.append(id, batch.first_offset, batch.last_offset, &rows)?;
             if file.size() >= self.config.roll_bytes {
                 full.push(key);
             }
         }
-        let mut done = Vec::new();
         for key in full {
             done.extend(self.roll_parquet(&key).await?);
         }
@@ -288,6 +330,13 @@ impl ArchiveSink {
         for (table, letters) in by_table {
             let durable =
                 Durable { table: table.clone(), partition, epoch, rows: letters.len() as u64, dead_letters: true };
+            let stored =
+                self.tracked.get(&source_name).and_then(|t| t.skip.get(&(table.clone(), replay::DEAD_LETTERS)));
+            if stored.is_some_and(|&last| epoch <= last) {
+                // An earlier run stored these before its crash (see `replay`).
+                done.push(durable);
+                continue;
+            }
             let id = self.register(durable, 1);
             let key = (table.clone(), source_name.clone(), partition);
             let file = self.dead.entry(key.clone()).or_insert_with(DeadLetterFile::new);
@@ -345,27 +394,33 @@ impl ArchiveSink {
         let Some(file) = self.parquet.remove(key) else { return Ok(Vec::new()) };
         let (bytes, first, last, rows, pieces) = file.finish()?;
         let marker = Marker { table: key.table.clone(), hour: key.hour, first, last };
-        if let Some(t) = self.tracked.get_mut(&key.source) {
-            // The marker first: a crash between the two puts leaves a marker without its file,
-            // which recovery deletes; never a file without its marker.
-            let path = marker.path(&self.location.prefix, &key.source);
-            self.location
-                .store
-                .put(&path, PutPayload::new())
-                .await
-                .map_err(|source| ArchiveError::Put { path: path.to_string(), source })?;
-            t.markers.push((last, path));
-        }
+        self.put_marker(&key.source, &marker).await?;
         let path = marker.file(&self.location.prefix, &key.source);
         self.put(&path, bytes, &key.table, rows, false).await?;
         Ok(self.pieces_done(pieces))
     }
 
+    /// For a tracked partition, puts the marker of a file about to be stored. The marker first:
+    /// a crash between the two puts leaves a marker without its file, which recovery deletes;
+    /// never a file without its marker.
+    async fn put_marker(&mut self, source: &Arc<str>, marker: &Marker) -> Result<(), ArchiveError> {
+        let Some(t) = self.tracked.get_mut(source) else { return Ok(()) };
+        let path = marker.path(&self.location.prefix, source);
+        self.location
+            .store
+            .put(&path, PutPayload::new())
+            .await
+            .map_err(|source| ArchiveError::Put { path: path.to_string(), source })?;
+        t.markers.push((marker.last, path));
+        Ok(())
+    }
+
     async fn roll_dead(&mut self, key: &(Arc<str>, Arc<str>, u32)) -> Result<Vec<Durable>, ArchiveError> {
         let Some(file) = self.dead.remove(key) else { return Ok(Vec::new()) };
         let (bytes, first, last, rows, pieces) = file.finish().map_err(ArchiveError::DeadLetter)?;
-        let name = format!("{}-{first:020}-{last:020}.ndjson.gz", key.1);
-        let path = layout::dead_letter_path(&self.location.prefix, &key.0, &name);
+        let marker = Marker { table: key.0.clone(), hour: replay::DEAD_LETTERS, first, last };
+        self.put_marker(&key.1, &marker).await?;
+        let path = marker.file(&self.location.prefix, &key.1);
         self.put(&path, bytes, &key.0, rows, true).await?;
         Ok(self.pieces_done(pieces))
     }

@@ -6,14 +6,16 @@
 //! are not archived twice:
 //!
 //! 1. before a file of a *tracked* partition is stored, a marker
-//!    `<prefix>/_progress/<source key>/<table>.<hour>.<first>.<last>` is put (empty);
+//!    `<prefix>/_progress/<source key>/<table>.<hour>.<first>.<last>` is put (empty); for a
+//!    dead-letter file the hour is `dl`;
 //! 2. when the partition is assigned again, [`recover`] lists its markers: a marker whose file
 //!    exists says rows of that (table, hour) up to offset `last` are archived. The decoder cuts
 //!    its epochs at those offsets (so no epoch straddles one) and the archive skips rows of that
 //!    (table, hour) in epochs ending at or before it. A marker without its file (the crash came
 //!    between the two puts) is deleted;
-//! 3. markers at or below the committed offset are deleted, during recovery and as commits
-//!    advance ([`super::ArchiveSink::release`]).
+//! 3. markers at or below the committed offset are deleted, during recovery, as commits
+//!    advance, and after the last commit of a partition given back (a rebalance, a clean
+//!    stop) ([`super::ArchiveSink::release`]).
 //!
 //! Files are named by their offsets, so a file rewritten with the same range replaces itself.
 
@@ -37,6 +39,9 @@ pub struct Recovery {
     pub cuts: BTreeSet<i64>,
 }
 
+/// The `hour` of a marker (and of a skip entry) that stands for a dead-letter file.
+pub(crate) const DEAD_LETTERS: i64 = i64::MIN;
+
 /// One stored (or about to be stored) file of a tracked partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Marker {
@@ -48,20 +53,28 @@ pub(crate) struct Marker {
 
 impl Marker {
     fn name(&self) -> String {
-        format!("{}.{}.{:020}.{:020}", self.table, self.hour, self.first, self.last)
+        let hour = if self.hour == DEAD_LETTERS { "dl".to_string() } else { self.hour.to_string() };
+        format!("{}.{hour}.{:020}.{:020}", self.table, self.first, self.last)
     }
 
     fn parse(name: &str) -> Option<Self> {
         let mut it = name.rsplitn(4, '.');
         let last = it.next()?.parse().ok()?;
         let first = it.next()?.parse().ok()?;
-        let hour = it.next()?.parse().ok()?;
+        let hour = match it.next()? {
+            "dl" => DEAD_LETTERS,
+            h => h.parse().ok()?,
+        };
         let table = it.next()?.into();
         Some(Self { table, hour, first, last })
     }
 
-    /// The Parquet file the marker stands for.
+    /// The Parquet (or dead-letter) file the marker stands for.
     pub fn file(&self, prefix: &Path, source_key: &str) -> Path {
+        if self.hour == DEAD_LETTERS {
+            let name = format!("{source_key}-{:020}-{:020}.ndjson.gz", self.first, self.last);
+            return layout::dead_letter_path(prefix, &self.table, &name);
+        }
         let name = format!("{source_key}-{:020}-{:020}.parquet", self.first, self.last);
         layout::parquet_path(prefix, &self.table, self.hour, &name)
     }
@@ -127,5 +140,11 @@ mod tests {
             "root/table=DeviceInfo/date=2026-11-20/hour=00/hub_0-abcd-00000000000000000007-00000000000000001234.parquet"
         );
         assert_eq!(Marker::parse("junk"), None);
+        let d = Marker { table: "_Other-x-0123456789abcdef".into(), hour: DEAD_LETTERS, first: 1, last: 2 };
+        assert_eq!(Marker::parse(&d.name()), Some(d.clone()));
+        assert_eq!(
+            d.file(&Path::from("root"), "k").as_ref(),
+            "root/_deadletter/table=_Other-x-0123456789abcdef/k-00000000000000000001-00000000000000000002.ndjson.gz"
+        );
     }
 }

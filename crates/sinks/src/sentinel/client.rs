@@ -9,7 +9,8 @@
 //! Invariants:
 //! - `send` returns `Ok` only when every body was accepted (2xx) or split into halves that were;
 //!   rows no body can carry (packing) and single rows the service still refuses with 413 are
-//!   counted in [`Sent::rejected`] and logged, never dropped silently;
+//!   counted in [`Sent::rejected`], logged and handed back in [`Sent::rejected_rows`] for the
+//!   dead letters, never dropped silently;
 //! - transient errors and throttling are retried without limit (each retry logged at warn with
 //!   the request id, never the token): a stalled service stalls the batch, which is not acked,
 //!   which is the pipeline's backpressure. Configuration errors (403, 404, other 4xx), a 401
@@ -32,7 +33,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::sync::Semaphore;
 
 use super::{
-    EncodedRows, PackMode, Packer, RowEncoder, Sent, SentinelError,
+    EncodedRows, PackMode, Packer, RejectedRow, RowEncoder, Sent, SentinelError,
     auth::{AuthConfig, AuthError, TokenSource},
     pack::Body,
     retry::{self, Decision, RateBudget, RetryPolicy},
@@ -194,6 +195,7 @@ impl Delivered {
     fn add(&mut self, other: &Delivered) {
         self.sent.rows += other.sent.rows;
         self.sent.rejected += other.sent.rejected;
+        self.sent.rejected_rows.extend(other.sent.rejected_rows.iter().cloned());
         self.sent.bodies += other.sent.bodies;
         self.sent.bytes += other.sent.bytes;
         self.retries += other.retries;
@@ -284,6 +286,7 @@ impl SentinelSink {
                 partition: batch.partition,
                 epoch: batch.last_offset,
                 rejected: packed.rejected.len() as u64,
+                rejected_rows: packed.rejected.iter().map(|r| RejectedRow::packed(&rows, r)).collect(),
                 truncated,
                 ..Sent::default()
             },
@@ -392,6 +395,14 @@ impl SentinelSink {
                                 "row refused as too large (413) on its own; it is not sent to sentinel"
                             );
                             done.sent.rejected += 1;
+                            done.sent.rejected_rows.push(RejectedRow {
+                                row: body.first_row,
+                                reason: format!(
+                                    "refused as too large (413) on its own: {} bytes of json",
+                                    body.uncompressed_len
+                                ),
+                                json: call.rows.row(body.first_row).to_vec(),
+                            });
                         }
                         break;
                     }

@@ -23,13 +23,32 @@ pub struct Sent {
     pub epoch: i64,
     /// Rows in stored bodies.
     pub rows: u64,
-    /// Rows no body can carry (reported, still in the archive when it keeps the table).
+    /// Rows no body can carry, and rows the service refused on their own: each is in
+    /// [`Self::rejected_rows`], for the dead letters.
     pub rejected: u64,
+    pub rejected_rows: Vec<RejectedRow>,
     /// Values cut at 64 KB.
     pub truncated: u64,
     pub bodies: usize,
     /// Bytes stored (gzip).
     pub bytes: u64,
+}
+
+/// A row of a batch the Sentinel path could not deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    /// Its index in the batch.
+    pub row: usize,
+    /// Why, in words (the packer's or the service's).
+    pub reason: String,
+    /// The row's JSON, as the Logs Ingestion API would have received it.
+    pub json: Vec<u8>,
+}
+
+impl RejectedRow {
+    pub(crate) fn packed(rows: &EncodedRows, rejected: &super::Rejected) -> Self {
+        Self { row: rejected.row, reason: rejected.reason.to_string(), json: rows.row(rejected.row).to_vec() }
+    }
 }
 
 /// See the module documentation.
@@ -82,6 +101,7 @@ impl DryRunSink {
             partition: batch.partition,
             epoch: batch.last_offset,
             rejected: packed.rejected.len() as u64,
+            rejected_rows: packed.rejected.iter().map(|r| RejectedRow::packed(&self.rows, r)).collect(),
             truncated: stats.truncated_total(),
             ..Sent::default()
         };

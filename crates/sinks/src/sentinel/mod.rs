@@ -17,8 +17,10 @@
 //!   the order they were encoded, each row in exactly one body or in the rejected list;
 //! - no string value is longer than [`MAX_FIELD_BYTES`] (we truncate on a character boundary and
 //!   count it, instead of letting the service truncate silently);
-//! - the same record (same table, same column values) always gets the same `RecordId_CF`, so a
-//!   retried call that had in fact succeeded leaves duplicates users can remove.
+//! - every row's `RecordId_CF` is the batch's `_RecordId` (the decoder's id of the record's
+//!   bytes as received), so a retried call that had in fact succeeded, or a replay, leaves
+//!   duplicates users can remove, and the archive row with the same `_RecordId` is the same
+//!   event. Batches without a `_RecordId` column (tests, tools) get a hash of the row instead.
 
 pub mod auth;
 pub mod client;
@@ -30,7 +32,7 @@ pub mod service;
 
 pub use auth::{AuthConfig, AuthError, EVENT_HUBS_SCOPE, Secret, TokenSource};
 pub use client::{ClientError, Delivered, SentinelConfig, SentinelSink, StreamTarget};
-pub use dry_run::{DryRunSink, Sent};
+pub use dry_run::{DryRunSink, RejectedRow, Sent};
 pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};
 pub use retry::{RateBudget, RetryPolicy};
 pub use rows::{EncodeStats, EncodedRows, RowEncoder};
@@ -70,6 +72,21 @@ pub enum SentinelError {
     Config(String),
     #[error(transparent)]
     Client(#[from] client::ClientError),
+}
+
+impl SentinelError {
+    /// An error of the encoder about the batch in hand (its schema or values), not of the
+    /// network, the store or the configuration: the batch's rows are dead-lettered and the run
+    /// goes on.
+    pub fn is_encoding(&self) -> bool {
+        matches!(
+            self,
+            Self::UnsupportedType { .. }
+                | Self::DuplicateName { .. }
+                | Self::SchemaMismatch { .. }
+                | Self::UnknownTable { .. }
+        )
+    }
 }
 
 #[cfg(test)]

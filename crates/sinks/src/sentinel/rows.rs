@@ -19,10 +19,10 @@
 //! - a string value longer than [`MAX_FIELD_BYTES`] (measured in UTF-8 bytes of the value, before
 //!   JSON escaping) is cut at the last character boundary at or below the limit and counted per
 //!   column; a dynamic value that long is sent as the cut text in a JSON string;
-//! - `RecordId_CF` is the xxh3-128 hash (32 lowercase hex digits) of the row's JSON as written up
-//!   to that point, seeded by the xxh3-64 hash of the table name. When `TimeGenerated` is the
-//!   ingestion time it is left out of the hashed bytes, so a retry or replay of the same record
-//!   yields the same id whenever it is encoded.
+//! - `RecordId_CF` is the row's `_RecordId` column (the decoder's id of the record's bytes as
+//!   received, `defender_core::decode::record_id`), written last. A batch without that column
+//!   gets the xxh3-128 hash (32 lowercase hex digits) of the row's JSON as written up to that
+//!   point, seeded by the xxh3-64 hash of the table name (ingestion time left out).
 //!
 //! Supported Arrow types (what [`ColumnType::arrow_type`] produces, and close relatives): Int32,
 //! Int64, Float32, Float64, Boolean, Timestamp (any unit; the value is a UTC instant), Utf8,
@@ -137,6 +137,8 @@ enum Kind {
     Time,
     Str,
     Dynamic,
+    /// `_RecordId`: written last, as `RecordId_CF`.
+    Id,
 }
 
 #[derive(Debug)]
@@ -174,6 +176,16 @@ impl RowEncoder {
         let mut plans = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
             let name = field.name();
+            if name == COL_RECORD_ID && matches!(field.data_type(), DataType::Utf8) {
+                plans.push(Plan {
+                    key: Vec::new(),
+                    sentinel: record_id.clone(),
+                    arrow_name: name.clone(),
+                    data_type: field.data_type().clone(),
+                    kind: Kind::Id,
+                });
+                continue;
+            }
             let column = columns.iter().find(|c| &c.name == name);
             let sentinel = match column {
                 Some(c) if !c.sentinel_name.is_empty() => c.sentinel_name.clone(),
@@ -224,7 +236,7 @@ impl RowEncoder {
     /// The Sentinel column names this encoder writes, in order (without `TimeGenerated` and
     /// `RecordId_CF`, which every row has).
     pub fn sentinel_names(&self) -> impl Iterator<Item = &str> {
-        self.plans.iter().map(|p| p.sentinel.as_str())
+        self.plans.iter().filter(|p| p.kind != Kind::Id).map(|p| p.sentinel.as_str())
     }
 
     /// Appends one JSON object per row of `batch` to `out`; `TimeGenerated` falls back to now.
@@ -303,7 +315,12 @@ impl RowEncoder {
         if event_time.is_none() {
             stats.clock_time += 1;
         }
+        let mut id_col = None;
         for (i, (plan, col)) in self.plans.iter().zip(columns).enumerate() {
+            if plan.kind == Kind::Id {
+                id_col = Some(col);
+                continue;
+            }
             match col {
                 Col::I32(a) if a.is_valid(row) => {
                     buf.extend_from_slice(&plan.key);
@@ -348,9 +365,19 @@ impl RowEncoder {
                 _ => {} // null
             }
         }
-        let id = xxh3_128_with_seed(&buf[hash_from..], self.seed);
-        buf.extend_from_slice(&self.record_key);
-        write_hex128(buf, id);
+        let given =
+            id_col.and_then(|c| c.str(row)).filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        match given {
+            Some(id) => {
+                buf.extend_from_slice(&self.record_key);
+                buf.extend_from_slice(id.as_bytes());
+            }
+            None => {
+                let id = xxh3_128_with_seed(&buf[hash_from..], self.seed);
+                buf.extend_from_slice(&self.record_key);
+                write_hex128(buf, id);
+            }
+        }
         buf.extend_from_slice(b"\"}");
         out.ends.push(buf.len());
     }

@@ -76,8 +76,32 @@ fn batch(t: &TableSchema) -> RecordBatch {
         strs(vec![Some("tenant-1"), None]),
         ts(vec![None, None]),
         strs(vec![Some(r#"{"RemotePort":"-"}"#), None]),
+        // `_RecordId` not filled: the encoder hashes the row (see `uses_the_decoders_record_id`).
+        strs(vec![None, None]),
     ];
     RecordBatch::try_new(t.arrow_schema(), columns).unwrap()
+}
+
+#[test]
+fn uses_the_decoders_record_id_written_last_whatever_the_projection() {
+    let t = table("DeviceInfo");
+    let full = batch(&t);
+    let id = "0123456789abcdef0123456789abcdef";
+    let mut columns = full.columns().to_vec();
+    *columns.last_mut().unwrap() = strs(vec![Some(id), Some("not an id")]);
+    let with_id = RecordBatch::try_new(full.schema(), columns).unwrap();
+    let last = with_id.num_columns() - 1;
+    for b in [with_id.clone(), with_id.project(&[1, last]).unwrap()] {
+        let out = encode(&t, &b, 0);
+        let row = parse(out.row(0));
+        assert_eq!(row["RecordId_CF"], id);
+        assert_eq!(row.keys().next_back().map(String::as_str), Some("RecordId_CF"));
+        assert_eq!(row.keys().filter(|k| k.contains("RecordId")).count(), 1);
+        // A value that is not an id is not trusted: the row's hash instead.
+        let other = parse(out.row(1));
+        assert_ne!(other["RecordId_CF"], "not an id");
+        assert_eq!(other["RecordId_CF"].as_str().unwrap().len(), 32);
+    }
 }
 
 fn encode(t: &TableSchema, batch: &RecordBatch, now: i64) -> EncodedRows {
