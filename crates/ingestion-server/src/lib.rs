@@ -271,6 +271,11 @@ impl TestServer {
         self.shared.lock().faults.push_back(fault);
     }
 
+    /// Drops every fault not yet applied (ends an injected outage now).
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     /// Invalidates every token issued so far: the next ingestion call with one gets 401.
     pub fn revoke_tokens(&self) {
         self.shared.lock().tokens.clear();
