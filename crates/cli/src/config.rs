@@ -394,7 +394,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut config: Self = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", toml_error(text, &e)))?;
         config.validate()?;
         let settings: BTreeMap<String, TableSettings> = config
             .tables
@@ -447,6 +447,15 @@ impl Config {
         }
         if let Some(k) = &self.source.kafka {
             k.check()?;
+        }
+        let auths = [
+            ("sentinel.auth", self.sentinel.as_ref().and_then(|s| s.auth.as_ref())),
+            ("source.kafka.auth", self.source.kafka.as_ref().and_then(|k| k.auth.as_ref())),
+        ];
+        for (at, auth) in auths {
+            if let Some(AuthSection::ClientSecret { client_secret_env, .. }) = auth {
+                env_var_name(&format!("{at}.client_secret_env"), client_secret_env)?;
+            }
         }
         Ok(())
     }
@@ -596,6 +605,9 @@ impl KafkaSection {
             bail!("`source.kafka.group` is empty: expected the consumer group name");
         }
         self.start_position()?;
+        if let Some(var) = &self.connection_string_env {
+            env_var_name("source.kafka.connection_string_env", var)?;
+        }
         let ways = [self.connection_string_env.is_some(), self.auth.is_some(), self.plaintext];
         if ways.iter().filter(|w| **w).count() != 1 {
             bail!(
@@ -633,6 +645,34 @@ impl KafkaSection {
             }
         })
     }
+}
+
+/// A TOML mistake as "line L, column C: <what> in `<table>`", without the offending line:
+/// toml's own message quotes it, and a secret put in the file by mistake
+/// (`client_secret = "..."`, an unknown key) would be printed.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut bare = e.clone();
+    bare.set_input(None); // no source, no quoted line: the message and the key path
+    let what = bare.to_string().trim_end().replace('\n', " ");
+    let Some(span) = e.span() else { return what };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {what}")
+}
+
+/// `at` (a `*_env` key) names an environment variable, not a secret pasted in its place: the
+/// error would otherwise print the value.
+fn env_var_name(at: &str, name: &str) -> anyhow::Result<()> {
+    let plausible = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plausible {
+        bail!(
+            "`{at}` must be the name of an environment variable (letters, digits and `_`), and it is not: \
+             was the secret itself put there? It goes in the variable, never in the file (the value is not shown)"
+        );
+    }
+    Ok(())
 }
 
 /// A filter's text with the line and column of its first character in the config file (after the
@@ -703,6 +743,37 @@ mod tests {
         let err = Config::parse("[archive]\nurl = \"x\"\nroll_size = 3\n").unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("unknown field `roll_size`, expected one of `url`, `roll_size_mb`"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_in_the_file_by_mistake_is_not_quoted_back() {
+        let secret = "SharedAccessKey=Zm9vYmFyc2VjcmV0";
+        // Under a key that does not exist: the error names the key and the line, not the value.
+        let text = format!(
+            "[sentinel]\nendpoint = \"https://dce.example\"\n[sentinel.auth]\nmethod = \"client_secret\"\n\
+             tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"{secret}\"\n"
+        );
+        let err = Config::parse(&text).unwrap_err().to_string();
+        // (A tagged section's mistakes point at its header.)
+        assert!(err.starts_with("line 3, column 1: unknown field `client_secret`"), "{err}");
+        assert!(!err.contains("Zm9vYmFy"), "{err}");
+        // In place of the name of the variable that holds it.
+        let base = "[source.kafka]\nbootstrap = \"b:9093\"\ntopics = [\"t\"]\n";
+        let err = Config::parse(&format!("{base}connection_string_env = \"Endpoint=sb://x/;{secret}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("`source.kafka.connection_string_env` must be the name of an environment variable"),
+            "{err}"
+        );
+        assert!(!err.contains("Zm9vYmFy") && !err.contains("Endpoint"), "{err}");
+        let err = Config::parse(&text.replace("client_secret =", "client_secret_env =")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("`sentinel.auth.client_secret_env` must be the name of an environment variable"),
+            "{err}"
+        );
+        assert!(!err.contains("Zm9vYmFy"), "{err}");
+        Config::parse(&format!("{base}connection_string_env = \"EVENTHUB_CONNECTION_STRING\"\n")).unwrap();
     }
 
     #[test]
