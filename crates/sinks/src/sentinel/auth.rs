@@ -15,7 +15,7 @@
 //!   keep their own cache and would hand back the refused token; concurrent 401s for the same
 //!   token cause one refresh;
 //! - secrets and tokens are never printed: [`Secret`]'s `Debug` is `***`, errors carry Entra's
-//!   message only.
+//!   answer and the transport's failure (with the token endpoint's URL), never the request.
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
@@ -163,8 +163,34 @@ impl AuthError {
             Some(_) => false,
             None => permanent_default,
         };
-        Self { message: error.to_string(), permanent }
+        Self { message: with_causes(error), permanent }
     }
+}
+
+/// `error` and its causes, so that a transport failure names the token endpoint and why
+/// (`failed to execute request: error sending request for url (https://login.../token): ...
+/// Connection refused`). The causes are the HTTP client's and Entra's answer: neither holds the
+/// secret, which travels in the request body only.
+fn with_causes(error: &azure_core::Error) -> String {
+    let text = error.to_string();
+    // azure_identity ends its message with a line pointing at its troubleshooting guide.
+    let (head, guide) = text.split_once('\n').unwrap_or((&text, ""));
+    let mut message = head.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+        source = s.source();
+    }
+    if !guide.is_empty() {
+        message.push_str(" (");
+        message.push_str(guide.trim());
+        message.push(')');
+    }
+    message
 }
 
 struct Cached {
@@ -423,5 +449,6 @@ mod tests {
         let e = source.token().await.unwrap_err();
         assert!(!e.permanent, "a connection error is worth retrying: {e}");
         assert!(!e.message.contains("\"s\""));
+        assert!(e.message.contains("https://127.0.0.1:1/"), "the error names the token endpoint: {e}");
     }
 }
