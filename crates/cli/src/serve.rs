@@ -128,6 +128,12 @@ impl Status {
             "Rows read again after a restart that the archive already held.",
         );
         m.sample("defender_archive_replayed_rows_total", &[], p.sinks.archive_replayed_rows as f64);
+        m.family(
+            "defender_sentinel_replayed_rows_total",
+            "counter",
+            "Rows read again after a restart that Sentinel had already accepted (not sent again).",
+        );
+        m.sample("defender_sentinel_replayed_rows_total", &[], p.sinks.sentinel_replayed_rows as f64);
         m.family("defender_batch_seconds", "summary", "Time the sinks took per decoded batch (epoch).");
         m.sample("defender_batch_seconds_sum", &[], p.sinks.epoch_seconds);
         m.sample("defender_batch_seconds_count", &[], p.sinks.epochs as f64);

@@ -25,11 +25,12 @@
 //!   [`PipelineOptions::stop`]) and every epoch is durable; an epoch that is not is an error,
 //!   never a silent loss.
 
+mod decode;
 pub mod estimate;
 pub mod policy;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     future::Future,
     sync::Arc,
     time::{Duration, Instant},
@@ -37,7 +38,7 @@ use std::{
 
 use arrow_array::BooleanArray;
 use defender_core::{
-    Accounting, Catalog, DeadLetter, DeadLetterReason, Decoder, FlushRule, TableBatch,
+    Accounting, Catalog, DeadLetter, DeadLetterReason, FlushRule, TableBatch,
     ack::{AckError, AckTracker},
     decode::{
         DecoderOutput,
@@ -46,11 +47,11 @@ use defender_core::{
 };
 use defender_sinks::{
     ArchiveSink, Durable,
-    archive::{ArchiveError, Recovery, recover},
+    archive::{ArchiveError, Recovery},
     sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink},
     store::Location,
 };
-use defender_sources::{ByteBudget, Positions, SourceError, SourceEvent, SourceIo};
+use defender_sources::{ByteBudget, Positions, SourceError, SourceIo};
 use tokio::sync::{mpsc, watch};
 
 pub use crate::policy::Policy;
@@ -147,6 +148,9 @@ pub struct SinkCounters {
     /// Rows read again after a restart that the archive already held (not written twice;
     /// counted as archived).
     pub archive_replayed_rows: u64,
+    /// Rows read again after a restart that Sentinel had already accepted (not sent twice;
+    /// counted as sent).
+    pub sentinel_replayed_rows: u64,
 }
 
 /// Why a run failed.
@@ -272,8 +276,9 @@ impl Front {
         };
         let source = tokio::spawn(source(io));
         let names = Arc::new(UnknownTableNames::new(&catalog, options.max_unknown_tables));
-        let limits = DecodeLimits { flush: options.flush, tick: options.tick, max_pending_bytes: options.budget_bytes };
-        let decode = tokio::spawn(decode_stage(catalog, names, source_rx, stage_tx, limits, archive));
+        let limits =
+            decode::DecodeLimits { flush: options.flush, tick: options.tick, max_pending_bytes: options.budget_bytes };
+        let decode = tokio::spawn(decode::decode_stage(catalog, names, source_rx, stage_tx, limits, archive));
         Self { stages, positions, tasks: FrontTasks { source, decode } }
     }
 }
@@ -285,124 +290,6 @@ impl FrontTasks {
         let source = self.source.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         self.decode.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         Ok(source?)
-    }
-}
-
-/// When the decode stage cuts epochs.
-#[derive(Debug, Clone, Copy)]
-struct DecodeLimits {
-    flush: FlushRule,
-    tick: Duration,
-    /// Input bytes all decoders together may hold between flushes (the source's byte budget
-    /// again): past it the fullest decoder is flushed, so many partitions cannot each hold a
-    /// flush rule's worth.
-    max_pending_bytes: usize,
-}
-
-/// One decoder per partition; epochs cut by the flush rule, when the decoders together hold
-/// more than `max_pending_bytes`, at the end or revocation of a partition, at the end of the
-/// input, and where an earlier run's archive files end (so the archive can tell which epochs it
-/// already holds, see `defender_sinks::archive::replay`).
-async fn decode_stage(
-    catalog: Arc<Catalog>,
-    names: Arc<UnknownTableNames>,
-    mut rx: mpsc::Receiver<SourceEvent>,
-    tx: mpsc::Sender<Stage>,
-    limits: DecodeLimits,
-    archive: Option<Location>,
-) {
-    let DecodeLimits { flush, tick, max_pending_bytes } = limits;
-    let mut decoders: HashMap<u32, Decoder> = HashMap::new();
-    let mut cuts: HashMap<u32, std::collections::BTreeSet<i64>> = HashMap::new();
-    let mut timer = tokio::time::interval(tick);
-    // Sends one flushed epoch; false when the sink task is gone.
-    async fn send(tx: &mpsc::Sender<Stage>, out: Option<DecoderOutput>) -> bool {
-        match out {
-            Some(out) => tx.send(Stage::Epoch(out)).await.is_ok(),
-            None => true,
-        }
-    }
-    loop {
-        let event = tokio::select! {
-            e = rx.recv() => e,
-            // The sink task failed: stop, so the source sees its channel close and ends too.
-            () = tx.closed() => return,
-            _ = timer.tick() => {
-                let now = Instant::now();
-                for d in decoders.values_mut().filter(|d| d.should_flush(now)) {
-                    if !send(&tx, d.flush()).await {
-                        return;
-                    }
-                }
-                continue;
-            }
-        };
-        match event {
-            Some(SourceEvent::Chunk(chunk)) => {
-                let d = decoders.entry(chunk.partition).or_insert_with(|| {
-                    Decoder::new(&catalog, chunk.source.clone(), chunk.partition, flush)
-                        .with_unknown_names(names.clone())
-                });
-                let cut = cuts.get(&chunk.partition);
-                for (offset, bytes) in &chunk.messages {
-                    d.decode(bytes, *offset);
-                    let flush = d.should_flush(Instant::now()) || cut.is_some_and(|c| c.contains(offset));
-                    if flush && !send(&tx, d.flush()).await {
-                        return;
-                    }
-                }
-                while decoders.values().map(Decoder::pending_bytes).sum::<usize>() > max_pending_bytes {
-                    let Some(d) = decoders.values_mut().max_by_key(|d| d.pending_bytes()) else { break };
-                    if !send(&tx, d.flush()).await {
-                        return;
-                    }
-                }
-            }
-            Some(SourceEvent::PartitionEnd { partition }) => {
-                if !send(&tx, decoders.remove(&partition).and_then(|mut d| d.flush())).await {
-                    return;
-                }
-            }
-            Some(SourceEvent::Assigned { source, partition, committed }) => {
-                tracing::debug!(%source, partition, ?committed, "partition assigned");
-                let recovery = match &archive {
-                    Some(location) => match recover(location, &source, committed).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // Not fatal: the rows are archived again (at least once, not exactly once).
-                            tracing::warn!(%source, error = %e, "cannot read the archive's progress markers");
-                            Recovery::default()
-                        }
-                    },
-                    None => Recovery::default(),
-                };
-                cuts.insert(partition, recovery.cuts.clone());
-                if tx.send(Stage::Assigned { source, partition, recovery }).await.is_err() {
-                    return;
-                }
-            }
-            Some(SourceEvent::Revoked { partitions, done }) => {
-                for p in &partitions {
-                    cuts.remove(p);
-                    if !send(&tx, decoders.remove(p).and_then(|mut d| d.flush())).await {
-                        return;
-                    }
-                }
-                if tx.send(Stage::Revoked { partitions, done }).await.is_err() {
-                    return;
-                }
-            }
-            None => {
-                let mut rest: Vec<_> = decoders.drain().collect();
-                rest.sort_by_key(|(p, _)| *p);
-                for (_, mut d) in rest {
-                    if !send(&tx, d.flush()).await {
-                        return;
-                    }
-                }
-                return;
-            }
-        }
     }
 }
 
@@ -473,6 +360,12 @@ impl SinkState {
         let sentinel_parts = to_sentinel.len() as u32;
         if let Some(sink) = &mut self.sentinel {
             for batch in &to_sentinel {
+                if self.archive.sentinel_sent_before(&batch.source, &batch.table, batch.last_offset) {
+                    // Accepted before a crash, past the commit: not billed twice.
+                    self.report.sinks.sentinel_replayed_rows += batch.rows() as u64;
+                    self.report.accounting.table(&batch.table).sent_sentinel += batch.rows() as u64;
+                    continue;
+                }
                 match sink.write(batch).await {
                     Ok(delivered) => {
                         self.report.sinks.sentinel_retries += delivered.retries;
@@ -487,6 +380,8 @@ impl SinkState {
                                 .into_iter()
                                 .map(|r| row_dead_letter(batch, DeadLetterReason::SentinelRejected, &r.reason, r.json)),
                         );
+                        let (first, last) = (batch.first_offset, batch.last_offset);
+                        self.archive.sentinel_sent(&batch.source, &batch.table, first, last).await?;
                     }
                     Err(e) if e.is_encoding() => {
                         tracing::error!(table = %batch.table, rows = batch.rows(), error = %e, "sentinel cannot encode a batch: its rows are dead-lettered");

@@ -230,6 +230,28 @@ impl ArchiveSink {
         Ok(())
     }
 
+    /// True when an earlier run recorded that Sentinel accepted the rows of `table` of the epoch
+    /// of `source` ending at `last` (see [`replay`]): they are not sent again.
+    pub fn sentinel_sent_before(&self, source: &str, table: &Arc<str>, last: i64) -> bool {
+        self.tracked
+            .get(&source_key(source))
+            .and_then(|t| t.skip.get(&(table.clone(), replay::SENT)))
+            .is_some_and(|&stored| last <= stored)
+    }
+
+    /// Records, for a tracked partition, that Sentinel accepted every row of `table` of the
+    /// epoch `first..=last` of `source` (a marker put now, deleted once the commit passes it).
+    pub async fn sentinel_sent(
+        &mut self,
+        source: &str,
+        table: &Arc<str>,
+        first: i64,
+        last: i64,
+    ) -> Result<(), ArchiveError> {
+        let key = source_key(source);
+        self.put_marker(&key, &Marker { table: table.clone(), hour: replay::SENT, first, last }).await
+    }
+
     /// Rows not written again because an earlier run had stored them (see [`replay`]).
     pub fn replayed_rows(&self) -> u64 {
         self.replayed_rows

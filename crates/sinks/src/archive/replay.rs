@@ -7,7 +7,10 @@
 //!
 //! 1. before a file of a *tracked* partition is stored, a marker
 //!    `<prefix>/_progress/<source key>/<table>.<hour>.<first>.<last>` is put (empty); for a
-//!    dead-letter file the hour is `dl`;
+//!    dead-letter file the hour is `dl`. After Sentinel accepted every row of an epoch's batch
+//!    of a table, a marker with the hour `sent` records it (it has no file: the marker is the
+//!    record), so a replay does not send those rows again: duplicates in Sentinel after a crash
+//!    are bounded by the epochs in flight, not by the commit lag;
 //! 2. when the partition is assigned again, [`recover`] lists its markers: a marker whose file
 //!    exists says rows of that (table, hour) up to offset `last` are archived. The decoder cuts
 //!    its epochs at those offsets (so no epoch straddles one) and the archive skips rows of that
@@ -41,6 +44,8 @@ pub struct Recovery {
 
 /// The `hour` of a marker (and of a skip entry) that stands for a dead-letter file.
 pub(crate) const DEAD_LETTERS: i64 = i64::MIN;
+/// The `hour` of a marker (and of a skip entry) that records rows Sentinel accepted.
+pub(crate) const SENT: i64 = i64::MIN + 1;
 
 /// One stored (or about to be stored) file of a tracked partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +58,11 @@ pub(crate) struct Marker {
 
 impl Marker {
     fn name(&self) -> String {
-        let hour = if self.hour == DEAD_LETTERS { "dl".to_string() } else { self.hour.to_string() };
+        let hour = match self.hour {
+            DEAD_LETTERS => "dl".to_string(),
+            SENT => "sent".to_string(),
+            h => h.to_string(),
+        };
         format!("{}.{hour}.{:020}.{:020}", self.table, self.first, self.last)
     }
 
@@ -63,6 +72,7 @@ impl Marker {
         let first = it.next()?.parse().ok()?;
         let hour = match it.next()? {
             "dl" => DEAD_LETTERS,
+            "sent" => SENT,
             h => h.parse().ok()?,
         };
         let table = it.next()?.into();
@@ -102,14 +112,15 @@ pub async fn recover(location: &Location, source: &str, committed: Option<i64>) 
     for meta in metas {
         let Some(marker) = meta.location.filename().and_then(Marker::parse) else { continue };
         let stale = committed.is_some_and(|c| marker.last <= c);
-        let stored = !stale && {
-            let file = marker.file(prefix, &key);
-            match location.store.head(&file).await {
-                Ok(_) => true,
-                Err(object_store::Error::NotFound { .. }) => false,
-                Err(e) => return Err(err(&file)(e)),
-            }
-        };
+        let stored = !stale
+            && (marker.hour == SENT || {
+                let file = marker.file(prefix, &key);
+                match location.store.head(&file).await {
+                    Ok(_) => true,
+                    Err(object_store::Error::NotFound { .. }) => false,
+                    Err(e) => return Err(err(&file)(e)),
+                }
+            });
         if stored {
             let e = recovery.skip.entry((marker.table.clone(), marker.hour)).or_insert(marker.last);
             *e = (*e).max(marker.last);
@@ -121,8 +132,12 @@ pub async fn recover(location: &Location, source: &str, committed: Option<i64>) 
             }
         }
     }
-    if !recovery.skip.is_empty() {
+    let sent = recovery.skip.keys().filter(|(_, hour)| *hour == SENT).count();
+    if recovery.skip.len() > sent {
         tracing::info!(%source, ?committed, files = recovery.cuts.len(), "rows past the commit already archived: they will not be written twice");
+    }
+    if sent > 0 {
+        tracing::info!(%source, ?committed, tables = sent, "rows past the commit sentinel accepted before: they will not be sent again");
     }
     Ok(recovery)
 }
@@ -142,6 +157,9 @@ mod tests {
         assert_eq!(Marker::parse("junk"), None);
         let d = Marker { table: "_Other-x-0123456789abcdef".into(), hour: DEAD_LETTERS, first: 1, last: 2 };
         assert_eq!(Marker::parse(&d.name()), Some(d.clone()));
+        let sent = Marker { table: "DeviceInfo".into(), hour: SENT, first: 3, last: 4 };
+        assert_eq!(Marker::parse(&sent.name()), Some(sent.clone()));
+        assert!(sent.name().starts_with("DeviceInfo.sent."));
         assert_eq!(
             d.file(&Path::from("root"), "k").as_ref(),
             "root/_deadletter/table=_Other-x-0123456789abcdef/k-00000000000000000001-00000000000000000002.ndjson.gz"
