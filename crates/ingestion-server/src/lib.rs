@@ -175,6 +175,8 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) authority: String,
     inner: Mutex<Inner>,
+    /// Another server whose tokens the ingestion endpoint accepts too ([`TestServer::start_trusting`]).
+    issuer: Option<Arc<Shared>>,
 }
 
 impl Shared {
@@ -201,9 +203,16 @@ impl Shared {
         self.lock().tokens.insert(token, TokenInfo { expires, scope });
     }
 
-    /// `Ok(())` when the token was issued by us, is not expired or revoked, and is for
-    /// [`MONITOR_SCOPE`]; else the reason.
+    /// `Ok(())` when the token was issued by us (or by the server we trust), is not expired or
+    /// revoked, and is for [`MONITOR_SCOPE`]; else the reason.
     pub(crate) fn check_token(&self, token: &str) -> Result<(), &'static str> {
+        match (self.check_own_token(token), &self.issuer) {
+            (Err(_), Some(issuer)) => issuer.check_token(token),
+            (own, _) => own,
+        }
+    }
+
+    fn check_own_token(&self, token: &str) -> Result<(), &'static str> {
         let inner = self.lock();
         let info = inner.tokens.get(token).ok_or("the access token is invalid or was revoked")?;
         if info.expires <= Instant::now() {
@@ -242,13 +251,27 @@ type Handler = fn(Arc<Shared>, Request<Incoming>) -> ingest::BoxResponseFuture;
 impl TestServer {
     /// Generates the certificate, binds `127.0.0.1:0` for both listeners and starts serving.
     pub async fn start(config: ServerConfig) -> std::io::Result<TestServer> {
+        Self::start_with(config, None).await
+    }
+
+    /// Like [`TestServer::start`], but the ingestion endpoint also accepts the tokens `issuer`'s
+    /// token endpoint issues (while they are valid there): two servers then stand for two DCRs
+    /// with their own logs ingestion endpoints, which one Entra token for
+    /// `https://monitor.azure.com` reaches. Rows and requests are still recorded per server, and
+    /// the certificate is this server's own.
+    pub async fn start_trusting(config: ServerConfig, issuer: &TestServer) -> std::io::Result<TestServer> {
+        Self::start_with(config, Some(issuer.shared.clone())).await
+    }
+
+    async fn start_with(config: ServerConfig, issuer: Option<Arc<Shared>>) -> std::io::Result<TestServer> {
         let cert = tls::SelfSigned::generate()?;
         let acceptor = TlsAcceptor::from(Arc::new(cert.server_config()?));
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await?;
         let token_listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("https://{}", ingest_listener.local_addr()?);
         let authority = format!("https://{}", token_listener.local_addr()?);
-        let shared = Arc::new(Shared { config, authority: authority.clone(), inner: Mutex::new(Inner::default()) });
+        let shared =
+            Arc::new(Shared { config, authority: authority.clone(), inner: Mutex::new(Inner::default()), issuer });
         let tasks = vec![
             tokio::spawn(accept_loop(ingest_listener, acceptor.clone(), shared.clone(), ingest::handle)),
             tokio::spawn(accept_loop(token_listener, acceptor, shared.clone(), token::handle)),
@@ -276,7 +299,8 @@ impl TestServer {
         self.shared.lock().faults.clear();
     }
 
-    /// Invalidates every token issued so far: the next ingestion call with one gets 401.
+    /// Invalidates every token issued so far by this server: the next ingestion call with one
+    /// gets 401 (here, and on the servers that trust this one).
     pub fn revoke_tokens(&self) {
         self.shared.lock().tokens.clear();
     }

@@ -90,6 +90,21 @@ async fn missing_expired_revoked_or_wrong_audience_tokens_get_401() {
 }
 
 #[tokio::test]
+async fn a_server_started_trusting_another_accepts_its_tokens_and_no_others() {
+    let issuer = start().await;
+    let second = TestServer::start_trusting(config(), &issuer).await.unwrap();
+    let stranger = start().await;
+    let shared = token(&issuer).await;
+    assert_eq!(post(&second, &shared, body(2), false).await.unwrap().status, 204);
+    assert_eq!(post(&second, &token(&second).await, body(1), false).await.unwrap().status, 204, "its own too");
+    assert_eq!(post(&second, &token(&stranger).await, body(1), false).await.unwrap().status, 401);
+    assert_eq!(post(&stranger, &shared, body(1), false).await.unwrap().status, 401);
+    assert_eq!((second.accepted(DCR, STREAM).len(), issuer.accepted(DCR, STREAM).len()), (3, 0), "rows per server");
+    issuer.revoke_tokens();
+    assert_eq!(post(&second, &shared, body(1), false).await.unwrap().status, 401, "revoked at the issuer");
+}
+
+#[tokio::test]
 async fn unknown_dcr_or_stream_or_path_gets_404() {
     let server = start().await;
     let auth = format!("Bearer {}", token(&server).await);
