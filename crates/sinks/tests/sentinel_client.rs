@@ -26,7 +26,12 @@ const CLIENT_SECRET: &str = "local-secret";
 /// `n` DeviceEvents rows, distinct by `DeviceName` (`pad` bytes of pseudo-random hex added to
 /// each), every other column null.
 fn batch(catalog: &Catalog, n: usize, pad: usize, first: usize) -> TableBatch {
-    let schema = catalog.get(TABLE).expect("DeviceEvents is embedded").arrow_schema();
+    table_batch(catalog, TABLE, n, pad, first)
+}
+
+/// `n` rows of `table` as [`batch`] makes them, `ReportId` counting from `first`.
+fn table_batch(catalog: &Catalog, table: &str, n: usize, pad: usize, first: usize) -> TableBatch {
+    let schema = catalog.get(table).expect("an embedded table").arrow_schema();
     let columns: Vec<ArrayRef> = schema
         .fields()
         .iter()
@@ -53,7 +58,7 @@ fn batch(catalog: &Catalog, n: usize, pad: usize, first: usize) -> TableBatch {
         })
         .collect();
     TableBatch {
-        table: TABLE.into(),
+        table: table.into(),
         unknown_table: false,
         source: "test/0".into(),
         partition: 0,
@@ -76,13 +81,7 @@ async fn setup(tweak: impl FnOnce(&mut SentinelConfig)) -> Setup {
 
 async fn setup_with(server_tweak: impl FnOnce(&mut ServerConfig), tweak: impl FnOnce(&mut SentinelConfig)) -> Setup {
     let catalog = Arc::new(Catalog::embedded());
-    let table = catalog.get(TABLE).unwrap();
-    let encoder = RowEncoder::new(table, &table.arrow_schema()).unwrap();
-    // The stream declares the table's columns plus the two every row gets.
-    let mut columns: Vec<String> = encoder.sentinel_names().map(str::to_string).collect();
-    columns.extend([TIME_GENERATED.to_string(), "RecordId_CF".to_string()]);
-    let streams = BTreeMap::from([(DCR.to_string(), BTreeMap::from([(STREAM.to_string(), columns)]))]);
-    let mut server_config = ServerConfig::new(streams, TENANT, CLIENT_ID, CLIENT_SECRET);
+    let mut server_config = server_config(&catalog, DCR, TABLE);
     server_tweak(&mut server_config);
     let server = TestServer::start(server_config).await.unwrap();
     let auth = AuthConfig::ClientSecret {
@@ -98,6 +97,17 @@ async fn setup_with(server_tweak: impl FnOnce(&mut ServerConfig), tweak: impl Fn
     tweak(&mut config);
     let sink = SentinelSink::new(config, catalog.clone()).unwrap();
     Setup { server, sink, catalog }
+}
+
+/// A server whose DCR `dcr` declares the stream `Custom-<table>_CL`: the table's columns plus
+/// the two every row gets.
+fn server_config(catalog: &Catalog, dcr: &str, table: &str) -> ServerConfig {
+    let schema = catalog.get(table).unwrap();
+    let encoder = RowEncoder::new(schema, &schema.arrow_schema()).unwrap();
+    let mut columns: Vec<String> = encoder.sentinel_names().map(str::to_string).collect();
+    columns.extend([TIME_GENERATED.to_string(), "RecordId_CF".to_string()]);
+    let streams = BTreeMap::from([(dcr.to_string(), BTreeMap::from([(format!("Custom-{table}_CL"), columns)]))]);
+    ServerConfig::new(streams, TENANT, CLIENT_ID, CLIENT_SECRET)
 }
 
 /// The `RecordId_CF` of every accepted row, and how many rows were accepted.
@@ -323,4 +333,53 @@ async fn a_call_that_times_out_is_retried_and_its_rows_land_at_least_once() {
     let (ids, rows) = accepted_ids(&s.server);
     assert_eq!(ids.len(), 51, "every row at least once");
     assert!(rows >= 51);
+}
+
+/// Two tables in two DCRs of kind Direct, each reached at its own logs ingestion endpoint (here
+/// two servers; one token is good for both, as one Entra token for `https://monitor.azure.com`
+/// is for every DCR): each table's rows reach its own DCR's endpoint, and nothing else does.
+/// The servers are strict, so a call sent to the other DCR's endpoint would be refused (404).
+#[tokio::test]
+async fn two_dcrs_with_their_own_endpoints_each_receive_exactly_their_tables_rows() {
+    const DCR2: &str = "dcr-ffeeddccbbaa99887766554433221100";
+    const TABLE2: &str = "DeviceProcessEvents";
+    const STREAM2: &str = "Custom-DeviceProcessEvents_CL";
+    let catalog = Arc::new(Catalog::embedded());
+    let first = TestServer::start(server_config(&catalog, DCR, TABLE)).await.unwrap();
+    let second = TestServer::start_trusting(server_config(&catalog, DCR2, TABLE2), &first).await.unwrap();
+    assert_ne!(first.endpoint, second.endpoint);
+    let auth = AuthConfig::ClientSecret {
+        tenant: TENANT.into(),
+        client_id: CLIENT_ID.into(),
+        secret: Secret::new(CLIENT_SECRET),
+        authority_host: first.authority.clone(),
+    };
+    // No default endpoint: each DCR names its own.
+    let mut config = SentinelConfig::new("", auth)
+        .with_table(TABLE, DCR, None)
+        .with_dcr_endpoint(DCR, &first.endpoint)
+        .with_table(TABLE2, DCR2, None)
+        .with_dcr_endpoint(DCR2, &second.endpoint);
+    config.extra_root_pem = Some(format!("{}{}", first.ca_pem, second.ca_pem));
+    config.pack = PackMode::Uncompressed { max_bytes: 16 * 1024 };
+    let sink = SentinelSink::new(config, catalog.clone()).unwrap();
+
+    let a = sink.send(&table_batch(&catalog, TABLE, 300, 50, 0)).await.unwrap();
+    let b = sink.send(&table_batch(&catalog, TABLE2, 200, 50, 10_000)).await.unwrap();
+    assert_eq!((a.sent.rows, b.sent.rows), (300, 200));
+    assert!(a.sent.bodies > 1 && b.sent.bodies > 1, "several calls to each endpoint");
+
+    let report_ids = |server: &TestServer, dcr: &str, stream: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = server.accepted(dcr, stream).iter().map(|r| r["ReportId"].as_i64().unwrap()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(report_ids(&first, DCR, STREAM), (0..300).collect::<Vec<_>>(), "DeviceEvents at its endpoint");
+    assert_eq!(report_ids(&second, DCR2, STREAM2), (10_000..10_200).collect::<Vec<_>>(), "DeviceProcessEvents at its");
+    for (server, dcr, stream, bodies) in [(&first, DCR, STREAM, a.sent.bodies), (&second, DCR2, STREAM2, b.sent.bodies)]
+    {
+        let requests = server.requests();
+        assert_eq!(requests.len(), bodies, "{dcr}: one call per body, no retry");
+        assert!(requests.iter().all(|r| r.status == 204 && r.dcr == dcr && r.stream == stream), "{requests:?}");
+    }
 }

@@ -61,10 +61,26 @@ impl StreamTarget {
 }
 
 /// The Sentinel sink's settings.
+///
+/// Where a DCR's calls go ([`Self::endpoint_for`]). A DCR of kind `Direct` has its own logs
+/// ingestion endpoint, `properties.endpoints.logsIngestion`, which Azure creates only for that
+/// kind ("Structure of a data collection rule", learn.microsoft.com/azure/azure-monitor/
+/// essentials/data-collection-rule-structure), and which can be used instead of a data
+/// collection endpoint (DCE); one DCE serves the DCRs that use it, and is required with private
+/// link ("Data collection endpoints in Azure Monitor", learn.microsoft.com/azure/azure-monitor/
+/// essentials/data-collection-endpoint-overview; "Logs Ingestion API in Azure Monitor",
+/// learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview). So: `endpoint`
+/// for a DCE (or a single DCR), `dcr_endpoints` for DCRs reached at their own. Each call is
+/// `POST {endpoint}/dataCollectionRules/{dcr immutable id}/streams/{stream}?api-version=2023-01-01`
+/// ([`IngestionService::url`]; the path of the service's 2023-01-01 REST API description).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentinelConfig {
-    /// The DCR's logs ingestion endpoint or a DCE, `https://…`.
+    /// The logs ingestion endpoint (`https://…`) of every DCR not in `dcr_endpoints`: a DCE, or
+    /// the only DCR's own. May be empty when every DCR of `tables` is in `dcr_endpoints`.
     pub endpoint: String,
+    /// Per DCR immutable id, its own logs ingestion endpoint (`https://…`), used instead of
+    /// `endpoint` for its calls.
+    pub dcr_endpoints: BTreeMap<String, String>,
     /// Per table (Defender name), its DCR and stream. Batches of other tables are an error.
     pub tables: BTreeMap<String, StreamTarget>,
     pub auth: AuthConfig,
@@ -89,6 +105,7 @@ impl SentinelConfig {
     pub fn new(endpoint: impl Into<String>, auth: AuthConfig) -> Self {
         Self {
             endpoint: endpoint.into(),
+            dcr_endpoints: BTreeMap::new(),
             tables: BTreeMap::new(),
             auth,
             pack: PackMode::SDK,
@@ -109,18 +126,34 @@ impl SentinelConfig {
         self
     }
 
+    /// Sends the calls of `dcr` to `endpoint` (its own logs ingestion endpoint) instead of
+    /// [`Self::endpoint`].
+    pub fn with_dcr_endpoint(mut self, dcr: &str, endpoint: &str) -> Self {
+        self.dcr_endpoints.insert(dcr.into(), endpoint.into());
+        self
+    }
+
+    /// The endpoint the calls of `dcr` go to: its own in `dcr_endpoints`, else `endpoint`.
+    pub fn endpoint_for(&self, dcr: &str) -> &str {
+        self.dcr_endpoints.get(dcr).unwrap_or(&self.endpoint)
+    }
+
+    /// Every DCR of `tables` with the endpoint its calls go to.
+    pub fn endpoints(&self) -> BTreeMap<&str, &str> {
+        self.tables.values().map(|t| (t.dcr_immutable_id.as_str(), self.endpoint_for(&t.dcr_immutable_id))).collect()
+    }
+
     /// Checks everything that can be checked without connecting; the message names the key.
     pub fn validate(&self) -> Result<(), SentinelError> {
         self.check().map_err(SentinelError::Config)
     }
 
     fn check(&self) -> Result<(), String> {
-        match url::Url::parse(&self.endpoint) {
-            Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
-            Ok(_) => {
-                return Err(format!("endpoint must be an https url (bearer tokens need tls), not {:?}", self.endpoint));
-            }
-            Err(e) => return Err(format!("endpoint {:?} is not a url: {e}", self.endpoint)),
+        if !self.endpoint.is_empty() {
+            check_endpoint("endpoint", &self.endpoint)?;
+        }
+        for (dcr, endpoint) in &self.dcr_endpoints {
+            check_endpoint(&format!("dcr_endpoints.{dcr}"), endpoint)?;
         }
         if self.tables.is_empty() {
             return Err("tables must name at least one table to send".into());
@@ -135,6 +168,12 @@ impl SentinelConfig {
                 || !stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(format!("tables.{table}.stream must be Custom-<name> or Microsoft-<name>, not {stream:?}"));
+            }
+            if self.endpoint_for(id).is_empty() {
+                return Err(format!(
+                    "tables.{table}: dcr {id} has no endpoint: set endpoint (a DCE, for every DCR) or \
+                     dcr_endpoints.{id} (the DCR's own logs ingestion endpoint)"
+                ));
             }
         }
         if self.concurrency_per_dcr == 0 {
@@ -160,6 +199,16 @@ impl SentinelConfig {
         }
         self.retry.validate()?;
         self.auth.validate()
+    }
+}
+
+/// Checks a logs ingestion endpoint (`key` names it in the message): an `https` URL with a host,
+/// since the calls carry bearer tokens.
+pub fn check_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
+    match url::Url::parse(endpoint) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("{key} must be an https url (bearer tokens need tls), not {endpoint:?}")),
+        Err(e) => Err(format!("{key} {endpoint:?} is not a url: {e}")),
     }
 }
 
@@ -217,7 +266,8 @@ pub struct SentinelSink {
     config: SentinelConfig,
     catalog: Arc<Catalog>,
     packer: Packer,
-    service: IngestionService,
+    /// Per DCR immutable id, the client of its endpoint (all sharing one connection pool).
+    services: HashMap<String, IngestionService>,
     tokens: TokenSource,
     dcrs: HashMap<String, Arc<DcrLimits>>,
     encoders: Mutex<HashMap<Arc<str>, (SchemaRef, RowEncoder)>>,
@@ -225,7 +275,7 @@ pub struct SentinelSink {
 
 impl std::fmt::Debug for SentinelSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SentinelSink").field("endpoint", &self.config.endpoint).finish_non_exhaustive()
+        f.debug_struct("SentinelSink").field("endpoints", &self.config.endpoints()).finish_non_exhaustive()
     }
 }
 
@@ -249,9 +299,12 @@ impl SentinelSink {
         config.validate()?;
         let http = http_client(&config)?;
         let tokens = TokenSource::new(config.auth.clone(), http.clone()).map_err(ClientError::from)?;
-        let service = IngestionService::new(http, &config.endpoint);
-        let mut dcrs = HashMap::new();
+        let (mut services, mut dcrs) = (HashMap::new(), HashMap::new());
         for target in config.tables.values() {
+            let dcr = &target.dcr_immutable_id;
+            services
+                .entry(dcr.clone())
+                .or_insert_with(|| IngestionService::new(http.clone(), config.endpoint_for(dcr)));
             dcrs.entry(target.dcr_immutable_id.clone()).or_insert_with(|| {
                 Arc::new(DcrLimits {
                     calls: Semaphore::new(config.concurrency_per_dcr),
@@ -260,7 +313,7 @@ impl SentinelSink {
             });
         }
         let packer = Packer::new(config.pack, config.gzip_level);
-        Ok(Self { config, catalog, packer, service, tokens, dcrs, encoders: Mutex::new(HashMap::new()) })
+        Ok(Self { config, catalog, packer, services, tokens, dcrs, encoders: Mutex::new(HashMap::new()) })
     }
 
     pub fn config(&self) -> &SentinelConfig {
@@ -350,7 +403,7 @@ impl SentinelSink {
                 let result = {
                     call.limits.budget.acquire(body.uncompressed_len as u64).await;
                     let _permit = call.limits.calls.acquire().await.expect("the semaphore is never closed");
-                    self.service.post(call.dcr, &call.stream, &current, &id, gzip.clone()).await
+                    self.services[call.dcr].post(call.dcr, &call.stream, &current, &id, gzip.clone()).await
                 };
                 match retry::classify(&result, attempt, refreshed, &self.config.retry, &mut rng) {
                     Decision::Done => {
@@ -482,6 +535,32 @@ mod tests {
         let mut c = config();
         c.auth = AuthConfig::client_secret("t", "", "s");
         assert!(message(&c).contains("auth.client_id"));
+    }
+
+    #[test]
+    fn each_dcr_goes_to_its_own_endpoint_or_to_the_default() {
+        let own = "https://defender-ingest-2-abcd.eastus-1.ingest.monitor.azure.com";
+        let c = config().with_table("EmailEvents", "dcr-00bb22", None).with_dcr_endpoint("dcr-00bb22", own);
+        c.validate().unwrap();
+        assert_eq!(c.endpoint_for("dcr-00aa11"), "https://dce-1.eastus-1.ingest.monitor.azure.com");
+        assert_eq!(c.endpoint_for("dcr-00bb22"), own);
+        assert_eq!(
+            c.endpoints().into_iter().collect::<Vec<_>>(),
+            [("dcr-00aa11", c.endpoint.as_str()), ("dcr-00bb22", own)]
+        );
+        // No default: every DCR needs its own, and one without is named.
+        let mut c =
+            c.with_dcr_endpoint("dcr-00aa11", "https://defender-ingest-1-efgh.eastus-1.ingest.monitor.azure.com");
+        c.endpoint.clear();
+        c.validate().unwrap();
+        c.dcr_endpoints.remove("dcr-00aa11");
+        let e = message(&c);
+        assert!(e.contains("tables.DeviceEvents: dcr dcr-00aa11 has no endpoint"), "{e}");
+        let c = config().with_dcr_endpoint("dcr-00aa11", "http://127.0.0.1:8080");
+        let e = message(&c);
+        assert!(e.contains("dcr_endpoints.dcr-00aa11 must be an https url"), "{e}");
+        let e = message(&config().with_dcr_endpoint("dcr-00aa11", "dce.example"));
+        assert!(e.contains("dcr_endpoints.dcr-00aa11 \"dce.example\" is not a url"), "{e}");
     }
 
     #[test]
