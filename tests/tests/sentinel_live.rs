@@ -56,6 +56,9 @@ struct Setup {
     /// (DeviceId, ReportId) of the DeviceNetworkEvents rows the filter keeps, from the raw input.
     expected_network: Vec<(String, i64)>,
     process_records: usize,
+    /// The stream declarations `schemas dcr` generates for the config.
+    streams: BTreeMap<String, Vec<String>>,
+    ca: std::path::PathBuf,
 }
 
 fn setup() -> Setup {
@@ -94,7 +97,7 @@ fn setup() -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let server = runtime
         .block_on(TestServer::start(ServerConfig::new(
-            BTreeMap::from([(DCR.to_string(), streams)]),
+            BTreeMap::from([(DCR.to_string(), streams.clone())]),
             "tenant-1",
             "app-1",
             "s3cret",
@@ -103,7 +106,7 @@ fn setup() -> Setup {
     std::fs::write(&ca, &server.ca_pem).unwrap();
     std::fs::write(&config, self::config(&server.endpoint, &server.authority, &ca)).unwrap();
     let archive = dir.path().join("archive");
-    Setup { _dir: dir, runtime, server, config, input, archive, expected_network, process_records }
+    Setup { _dir: dir, runtime, server, config, input, archive, expected_network, process_records, streams, ca }
 }
 
 fn run(s: &Setup) -> Value {
@@ -185,5 +188,51 @@ fn every_selected_row_lands_at_least_once_under_every_fault() {
     assert_eq!(ids.len(), s.expected_network.len() + s.process_records, "one id per record");
     let t = &summary["tables"];
     assert_eq!(t["DeviceNetworkEvents"]["sent_sentinel"].as_u64().unwrap(), s.expected_network.len() as u64);
+    s.runtime.block_on(s.server.stop());
+}
+
+/// Two DCRs of kind Direct, each with its own logs ingestion endpoint (two servers; one token
+/// for both), configured as `schemas dcr` says: `[sentinel.dcrs.<id>]` with `endpoint` and
+/// `tables`, no `[sentinel] endpoint`. Each table's rows reach its own DCR's endpoint only.
+#[test]
+fn with_a_dcr_per_table_each_tables_rows_reach_its_own_dcrs_endpoint() {
+    const DCR2: &str = "dcr-00000000000000000000000000000002";
+    const PROCESS: &str = "Custom-DeviceProcessEvents_CL";
+    const NETWORK: &str = "Custom-DeviceNetworkEvents_CL";
+    let s = setup();
+    let process_streams = BTreeMap::from([(PROCESS.to_string(), s.streams[PROCESS].clone())]);
+    let second = s
+        .runtime
+        .block_on(TestServer::start_trusting(
+            ServerConfig::new(BTreeMap::from([(DCR2.to_string(), process_streams)]), "tenant-1", "app-1", "s3cret"),
+            &s.server,
+        ))
+        .unwrap();
+    std::fs::write(&s.ca, format!("{}{}", s.server.ca_pem, second.ca_pem)).unwrap();
+    let one_endpoint = config(&s.server.endpoint, &s.server.authority, &s.ca);
+    let per_dcr = one_endpoint
+        .replace(&format!("endpoint = \"{}\"\ndcr_immutable_id = \"{DCR}\"\n", s.server.endpoint), "")
+        .replace(
+            "[sentinel.auth]",
+            &format!(
+                "[sentinel.dcrs.{DCR}]\nendpoint = \"{}\"\ntables = [\"DeviceNetworkEvents\"]\n\n\
+                 [sentinel.dcrs.{DCR2}]\nendpoint = \"{}\"\ntables = [\"DeviceProcessEvents\"]\n\n[sentinel.auth]",
+                s.server.endpoint, second.endpoint
+            ),
+        );
+    assert!(!per_dcr.contains("dcr_immutable_id"), "{per_dcr}");
+    std::fs::write(&s.config, per_dcr).unwrap();
+
+    let summary = run(&s);
+    assert_eq!(network_rows(&s), s.expected_network, "DeviceNetworkEvents at the first DCR's endpoint, once each");
+    assert_eq!(second.accepted(DCR2, PROCESS).len(), s.process_records, "DeviceProcessEvents at the second's");
+    assert!(s.server.accepted(DCR, PROCESS).is_empty(), "no process row at the first endpoint");
+    assert!(s.server.requests().iter().all(|r| r.status == 204 && r.dcr == DCR && r.stream == NETWORK));
+    assert!(second.requests().iter().all(|r| r.status == 204 && r.dcr == DCR2 && r.stream == PROCESS));
+    assert!(!second.requests().is_empty());
+    let t = &summary["tables"];
+    assert_eq!(t["DeviceNetworkEvents"]["sent_sentinel"].as_u64().unwrap(), s.expected_network.len() as u64);
+    assert_eq!(t["DeviceProcessEvents"]["sent_sentinel"].as_u64().unwrap(), s.process_records as u64);
+    s.runtime.block_on(second.stop());
     s.runtime.block_on(s.server.stop());
 }

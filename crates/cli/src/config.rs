@@ -30,10 +30,21 @@
 //! '''
 //!
 //! [sentinel]                 # where the Sentinel path goes: the Logs Ingestion API ...
-//! endpoint = "https://my-dcr-abcd.eastus-1.ingest.monitor.azure.com"
-//! dcr_immutable_id = "dcr-0123456789abcdef0123456789abcdef"   # or per table: tables.X.dcr_immutable_id
 //! pack = "uncompressed"      # ≤ 1 MiB of JSON per call (the SDK's rule), or "compressed"
-//! # dry_run_dir = "out/sentinel"   # ... or, instead of endpoint, store the request bodies here
+//! # dry_run_dir = "out/sentinel"   # ... or, instead of endpoints, store the request bodies here
+//!
+//! # Per DCR (by immutable id): its own logs ingestion endpoint and its tables, as the
+//! # `schemas dcr` template's outputs dcr<N>ImmutableId, dcr<N>LogsIngestionEndpoint, dcr<N>Tables
+//! # give them (DCRs of kind Direct: each has its own endpoint).
+//! [sentinel.dcrs.dcr-0123456789abcdef0123456789abcdef]
+//! endpoint = "https://defender-ingest-1-abcd.eastus-1.ingest.monitor.azure.com"
+//! tables = ["DeviceNetworkEvents"]
+//!
+//! # ... or one endpoint for every DCR (a data collection endpoint, DCE, or a single DCR) and the
+//! # DCR of the tables without one of their own:
+//! # [sentinel]
+//! # endpoint = "https://my-dce-abcd.eastus-1.ingest.monitor.azure.com"
+//! # dcr_immutable_id = "dcr-0123456789abcdef0123456789abcdef"   # or per table: tables.X.dcr_immutable_id
 //!
 //! [sentinel.auth]            # client_secret | client_certificate | workload_identity | managed_identity | azure_cli
 //! method = "client_secret"
@@ -52,7 +63,7 @@ use defender_core::{Catalog, FlushRule, billing::Prices};
 use defender_pipeline::{PipelineOptions, Policy, policy::TableSettings};
 use defender_sinks::{
     ArchiveConfig,
-    sentinel::{AuthConfig, PackMode, Secret, SentinelConfig},
+    sentinel::{AuthConfig, PackMode, Secret, SentinelConfig, client::check_endpoint},
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -86,10 +97,14 @@ pub struct SentinelSection {
     /// Store every request body the Logs Ingestion client would send under this directory (or
     /// object store URL), instead of sending it.
     pub dry_run_dir: Option<String>,
-    /// Send to this logs ingestion endpoint (the DCR's, or a DCE): `https://...`.
-    pub endpoint: Option<String>,
+    /// Send to this logs ingestion endpoint (`https://...`) the tables of every DCR without an
+    /// endpoint in `dcrs`: a DCE's (one for several DCRs), or the DCR's when there is one.
+    pub endpoint: Option<Spanned<String>>,
     /// The DCR of tables that do not name their own.
     pub dcr_immutable_id: Option<String>,
+    /// Per DCR (by immutable id, `[sentinel.dcrs.dcr-...]`): its own endpoint and its tables.
+    #[serde(default)]
+    pub dcrs: BTreeMap<Spanned<String>, DcrSection>,
     #[serde(default)]
     pub pack: PackSetting,
     /// Calls in flight per DCR (default 4).
@@ -97,6 +112,27 @@ pub struct SentinelSection {
     /// Extra trusted root certificate (PEM file): a private CA, or the test server's.
     pub ca_file: Option<std::path::PathBuf>,
     pub auth: Option<AuthSection>,
+}
+
+/// One DCR: `[sentinel.dcrs.<immutable id>]`.
+///
+/// A DCR of kind `Direct` (what `schemas dcr` generates) has its own logs ingestion endpoint,
+/// its `properties.endpoints.logsIngestion` ("Structure of a data collection rule",
+/// learn.microsoft.com/azure/azure-monitor/essentials/data-collection-rule-structure), and its
+/// tables are sent there; a data collection endpoint (DCE) instead serves every DCR that uses
+/// it ("Data collection endpoints in Azure Monitor", learn.microsoft.com/azure/azure-monitor/
+/// essentials/data-collection-endpoint-overview), so then `[sentinel] endpoint` is enough.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcrSection {
+    /// The DCR's own logs ingestion endpoint (`https://...`; the template's
+    /// `dcr<N>LogsIngestionEndpoint`); default `[sentinel] endpoint`.
+    pub endpoint: Option<Spanned<String>>,
+    /// Tables sent to this DCR (Defender names; the template's `dcr<N>Tables`), as if each had
+    /// `tables.<Table>.dcr_immutable_id` set to it. Listing a table does not send it: its
+    /// `sentinel` setting does.
+    #[serde(default)]
+    pub tables: Vec<Spanned<String>>,
 }
 
 /// How the sink gets its Entra token. Secrets are never in the file: they come from the
@@ -410,7 +446,11 @@ impl Config {
                 (name.clone(), s)
             })
             .collect();
-        config.policy = Arc::new(Policy::new(&Catalog::embedded(), &settings)?);
+        let catalog = Catalog::embedded();
+        config.policy = Arc::new(Policy::new(&catalog, &settings)?);
+        if let Some(s) = &config.sentinel {
+            s.check(text, &catalog, &config.tables)?;
+        }
         Ok(config)
     }
 
@@ -479,18 +519,28 @@ impl Config {
     /// policy sends to Sentinel. `None` without a `[sentinel]` section.
     pub fn sentinel_target(&self, catalog: &Catalog) -> anyhow::Result<Option<SentinelTarget>> {
         let Some(s) = &self.sentinel else { return Ok(None) };
-        let endpoint = match (&s.dry_run_dir, &s.endpoint) {
-            (Some(dir), None) => return Ok(Some(SentinelTarget::DryRun { dir: dir.clone(), pack: s.pack.mode() })),
-            (None, Some(endpoint)) => endpoint,
-            _ => bail!("[sentinel] needs exactly one of `endpoint` (send) and `dry_run_dir` (store the bodies)"),
-        };
+        let own_endpoints = s.dcrs.values().any(|d| d.endpoint.is_some());
+        match (&s.dry_run_dir, s.endpoint.is_some() || own_endpoints) {
+            (Some(dir), false) => return Ok(Some(SentinelTarget::DryRun { dir: dir.clone(), pack: s.pack.mode() })),
+            (None, true) => {}
+            _ => bail!(
+                "[sentinel] needs exactly one of `dry_run_dir` (store the bodies) and endpoints to send to \
+                 (`endpoint`, or `endpoint` in each [sentinel.dcrs.<immutable id>])"
+            ),
+        }
+        let default_endpoint = s.endpoint.as_ref().map(|e| e.get_ref().clone()).unwrap_or_default();
         let Some(auth) = &s.auth else {
             bail!(
-                "[sentinel] sends to {endpoint} but has no [sentinel.auth] section (method = \"client_secret\", \"client_certificate\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
+                "[sentinel] sends to the Logs Ingestion API but has no [sentinel.auth] section (method = \"client_secret\", \"client_certificate\", \"workload_identity\", \"managed_identity\" or \"azure_cli\")"
             );
         };
         let auth = auth.resolve("sentinel.auth")?;
-        let mut config = SentinelConfig::new(endpoint.clone(), auth);
+        let mut config = SentinelConfig::new(default_endpoint, auth);
+        for (dcr, d) in &s.dcrs {
+            if let Some(endpoint) = &d.endpoint {
+                config = config.with_dcr_endpoint(dcr.get_ref(), endpoint.get_ref());
+            }
+        }
         config.pack = s.pack.mode();
         if let Some(n) = s.concurrency_per_dcr {
             config.concurrency_per_dcr = n;
@@ -506,14 +556,20 @@ impl Config {
                 continue;
             }
             let entry = self.tables.get(&t.table);
-            let dcr = entry.and_then(|e| e.dcr_immutable_id.clone()).or_else(|| s.dcr_immutable_id.clone());
-            let Some(dcr) = dcr else {
+            let Some(dcr) = s.dcr_of(&t.table, entry) else {
                 bail!(
-                    "tables.{}: sent to Sentinel but no DCR: set [sentinel] dcr_immutable_id or tables.{}.dcr_immutable_id",
-                    t.table,
+                    "tables.{0}: sent to Sentinel but no DCR: list it in `tables` of its [sentinel.dcrs.<immutable id>], \
+                     or set tables.{0}.dcr_immutable_id or [sentinel] dcr_immutable_id",
                     t.table
                 );
             };
+            if config.endpoint_for(&dcr).is_empty() {
+                bail!(
+                    "tables.{}: sent to DCR {dcr}, which has no endpoint: set `endpoint` in [sentinel.dcrs.{dcr}] (the \
+                     DCR's own logs ingestion endpoint) or [sentinel] endpoint (a data collection endpoint for every DCR)",
+                    t.table
+                );
+            }
             config = config.with_table(&t.table, &dcr, entry.and_then(|e| e.stream.as_deref()));
         }
         config.validate().map_err(|e| anyhow::anyhow!("[sentinel]: {e}"))?;
@@ -528,6 +584,73 @@ impl Config {
             c.zstd_level = a.zstd_level;
         }
         c
+    }
+}
+
+impl SentinelSection {
+    /// The DCR of `table`: its own `dcr_immutable_id`, else the `[sentinel.dcrs.<id>]` listing it,
+    /// else `[sentinel] dcr_immutable_id`.
+    fn dcr_of(&self, table: &str, entry: Option<&TableEntry>) -> Option<String> {
+        entry
+            .and_then(|e| e.dcr_immutable_id.clone())
+            .or_else(|| {
+                self.dcrs
+                    .iter()
+                    .find(|(_, d)| d.tables.iter().any(|t| t.get_ref() == table))
+                    .map(|(id, _)| id.get_ref().clone())
+            })
+            .or_else(|| self.dcr_immutable_id.clone())
+    }
+
+    /// What can be checked at load: every endpoint is an https URL, every table listed under a
+    /// DCR is a table that can go to Sentinel and is listed once, and agrees with its own
+    /// `dcr_immutable_id`; every `[sentinel.dcrs.<id>]` is some table's DCR. Errors name the key
+    /// and its line.
+    fn check(&self, text: &str, catalog: &Catalog, tables: &BTreeMap<String, TableEntry>) -> anyhow::Result<()> {
+        let at = |key: &str, span: std::ops::Range<usize>| format!("`{key}` at line {}", line_at(text, span.start));
+        if let Some(e) = &self.endpoint {
+            check_endpoint(&at("sentinel.endpoint", e.span()), e.get_ref()).map_err(anyhow::Error::msg)?;
+        }
+        let mut listed: BTreeMap<&str, &str> = BTreeMap::new();
+        for (id, d) in &self.dcrs {
+            let id_str = id.get_ref().as_str();
+            if let Some(e) = &d.endpoint {
+                check_endpoint(&at(&format!("sentinel.dcrs.{id_str}.endpoint"), e.span()), e.get_ref())
+                    .map_err(anyhow::Error::msg)?;
+            }
+            for t in &d.tables {
+                let (name, key) = (t.get_ref().as_str(), at(&format!("sentinel.dcrs.{id_str}.tables"), t.span()));
+                match catalog.get(name) {
+                    None => bail!("{key}: {name} is not a table (see `defender-ingest schemas list`)"),
+                    Some(schema) if schema.tvm => {
+                        bail!(
+                            "{key}: {name} is a Defender Vulnerability Management (TVM) table, never sent to Sentinel"
+                        )
+                    }
+                    Some(_) => {}
+                }
+                if let Some(other) = listed.insert(name, id_str) {
+                    bail!("{key}: {name} is also listed in `sentinel.dcrs.{other}.tables`: a table goes to one DCR");
+                }
+                if let Some(own) = tables.get(name).and_then(|e| e.dcr_immutable_id.as_deref())
+                    && own != id_str
+                {
+                    bail!(
+                        "{key}: {name} has its own tables.{name}.dcr_immutable_id = {own:?}: a table goes to one DCR"
+                    );
+                }
+            }
+            let named = self.dcr_immutable_id.as_deref() == Some(id_str)
+                || tables.values().any(|e| e.dcr_immutable_id.as_deref() == Some(id_str));
+            if d.tables.is_empty() && !named {
+                bail!(
+                    "{}: no table goes to this DCR: list its tables in `tables`, or set tables.<Table>.dcr_immutable_id \
+                     = {id_str:?}",
+                    at(&format!("sentinel.dcrs.{id_str}"), id.span())
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -675,6 +798,11 @@ fn env_var_name(at: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The line (from 1) of byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 /// A filter's text with the line and column of its first character in the config file (after the
 /// opening quotes, and after the newline that TOML drops right after `'''` or `"""`).
 fn filter_at(text: &str, value: &Spanned<String>) -> (String, usize, usize) {
@@ -717,6 +845,12 @@ mod tests {
         assert_eq!(k.connection_string_env.as_deref(), Some("EVENTHUB_CONNECTION_STRING"));
         assert_eq!(k.start_position().unwrap(), defender_sources::StartPosition::Earliest);
         assert_eq!(c.service.listen.as_deref(), Some("0.0.0.0:9464"));
+        let s = c.sentinel.as_ref().unwrap();
+        let (dcr, d) = s.dcrs.iter().next().unwrap();
+        assert_eq!(dcr.get_ref(), "dcr-0123456789abcdef0123456789abcdef");
+        assert!(d.endpoint.as_ref().unwrap().get_ref().starts_with("https://defender-ingest-1-"));
+        let tables: Vec<&str> = d.tables.iter().map(|t| t.get_ref().as_str()).collect();
+        assert_eq!(tables, ["DeviceNetworkEvents", "DeviceProcessEvents"]);
     }
 
     #[test]
@@ -837,6 +971,119 @@ mod tests {
         let err = config(&dir.join("app.pfx")).sentinel_target(&catalog).unwrap_err().to_string();
         assert!(err.starts_with("sentinel.auth.certificate_file: ") && err.contains("is not PEM"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two DCRs of kind Direct, as `schemas dcr` generates them: each with its own endpoint.
+    const TWO_DCRS: &str = r#"
+[tables.DeviceNetworkEvents]
+sentinel = true
+
+[tables.DeviceProcessEvents]
+sentinel = true
+
+[tables.EmailEvents]
+sentinel = true
+dcr_immutable_id = "dcr-2222"
+
+[sentinel]
+
+[sentinel.dcrs.dcr-1111]
+endpoint = "https://defender-ingest-1-abcd.eastus-1.ingest.monitor.azure.com"
+tables = ["DeviceNetworkEvents", "DeviceProcessEvents"]
+
+[sentinel.dcrs.dcr-2222]
+endpoint = "https://defender-ingest-2-efgh.eastus-1.ingest.monitor.azure.com/"
+
+[sentinel.auth]
+method = "azure_cli"
+"#;
+
+    fn live(text: &str) -> SentinelConfig {
+        match Config::parse(text).unwrap().sentinel_target(&Catalog::embedded()).unwrap() {
+            Some(SentinelTarget::Live(c)) => *c,
+            other => panic!("a live target, not {other:?}"),
+        }
+    }
+
+    fn target_error(text: &str) -> String {
+        Config::parse(text).unwrap().sentinel_target(&Catalog::embedded()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_dcr_can_have_its_own_endpoint_and_list_its_tables() {
+        let c = live(TWO_DCRS);
+        let dcr = |t: &str| c.tables[t].dcr_immutable_id.as_str();
+        assert_eq!(
+            [dcr("DeviceNetworkEvents"), dcr("DeviceProcessEvents"), dcr("EmailEvents")],
+            ["dcr-1111", "dcr-1111", "dcr-2222"]
+        );
+        assert_eq!(c.endpoint, "", "no default endpoint");
+        assert_eq!(c.endpoint_for("dcr-1111"), "https://defender-ingest-1-abcd.eastus-1.ingest.monitor.azure.com");
+        assert_eq!(c.endpoint_for("dcr-2222"), "https://defender-ingest-2-efgh.eastus-1.ingest.monitor.azure.com/");
+        assert_eq!(c.endpoints().len(), 2);
+    }
+
+    #[test]
+    fn one_endpoint_for_every_dcr_still_works_and_a_dcr_can_override_it() {
+        let one = "[tables.DeviceEvents]\nsentinel = true\n[tables.EmailEvents]\nsentinel = true\n\
+                   dcr_immutable_id = \"dcr-2\"\n[sentinel]\nendpoint = \"https://dce.eastus-1.ingest.monitor.azure.com\"\n\
+                   dcr_immutable_id = \"dcr-1\"\n[sentinel.auth]\nmethod = \"azure_cli\"\n";
+        let c = live(one);
+        assert!(c.dcr_endpoints.is_empty());
+        for dcr in ["dcr-1", "dcr-2"] {
+            assert_eq!(c.endpoint_for(dcr), "https://dce.eastus-1.ingest.monitor.azure.com", "{dcr}: the DCE");
+        }
+        let mixed = one.replace(
+            "[sentinel.auth]",
+            "[sentinel.dcrs.dcr-2]\nendpoint = \"https://defender-ingest-2.eastus-1.ingest.monitor.azure.com\"\n[sentinel.auth]",
+        );
+        let c = live(&mixed);
+        assert_eq!(c.endpoint_for("dcr-1"), "https://dce.eastus-1.ingest.monitor.azure.com");
+        assert_eq!(c.endpoint_for("dcr-2"), "https://defender-ingest-2.eastus-1.ingest.monitor.azure.com");
+    }
+
+    #[test]
+    fn dcr_and_endpoint_mistakes_name_the_key_and_its_line() {
+        let err = |text: &str| Config::parse(text).unwrap_err().to_string();
+        let e = err(&TWO_DCRS.replace("https://defender-ingest-2", "http://defender-ingest-2"));
+        assert!(e.starts_with("`sentinel.dcrs.dcr-2222.endpoint` at line 19 must be an https url"), "{e}");
+        let e = err(&TWO_DCRS.replace("[sentinel]\n", "[sentinel]\nendpoint = \"dce.example\"\n"));
+        assert!(e.starts_with("`sentinel.endpoint` at line 13 \"dce.example\" is not a url"), "{e}");
+        let e = err(&TWO_DCRS.replace("\"DeviceProcessEvents\"]", "\"DeviceProcesEvents\"]"));
+        assert!(e.starts_with("`sentinel.dcrs.dcr-1111.tables` at line 16: DeviceProcesEvents is not a table"), "{e}");
+        let e = err(&TWO_DCRS.replace("\"DeviceProcessEvents\"]", "\"DeviceTvmSoftwareInventory\"]"));
+        assert!(e.contains("line 16: DeviceTvmSoftwareInventory is a Defender Vulnerability Management (TVM)"), "{e}");
+        let e = err(&TWO_DCRS.replace(".com/\"\n", ".com/\"\ntables = [\"DeviceNetworkEvents\"]\n"));
+        assert!(e.starts_with("`sentinel.dcrs.dcr-2222.tables` at line 20: DeviceNetworkEvents is also listed in `sentinel.dcrs.dcr-1111.tables`"), "{e}");
+        let e = err(&TWO_DCRS.replace("\"DeviceNetworkEvents\", ", "\"DeviceNetworkEvents\", \"EmailEvents\", "));
+        assert!(
+            e.contains("line 16: EmailEvents has its own tables.EmailEvents.dcr_immutable_id = \"dcr-2222\""),
+            "{e}"
+        );
+        let e = err(&TWO_DCRS.replace("dcr_immutable_id = \"dcr-2222\"", ""));
+        assert!(e.starts_with("`sentinel.dcrs.dcr-2222` at line 18: no table goes to this DCR"), "{e}");
+        let e = err(&TWO_DCRS.replace("tables = [", "table = ["));
+        assert!(e.contains("line 16") && e.contains("unknown field `table`, expected `endpoint` or `tables`"), "{e}");
+    }
+
+    #[test]
+    fn every_table_sent_needs_a_dcr_and_an_endpoint() {
+        let e = target_error(
+            &TWO_DCRS.replace("\nendpoint = \"https://defender-ingest-2-efgh.eastus-1.ingest.monitor.azure.com/\"", ""),
+        );
+        assert!(e.starts_with("tables.EmailEvents: sent to DCR dcr-2222, which has no endpoint: set `endpoint` in [sentinel.dcrs.dcr-2222]"), "{e}");
+        let e = target_error(
+            &TWO_DCRS
+                .replace("[tables.EmailEvents]", "[tables.DeviceLogonEvents]\nsentinel = true\n[tables.EmailEvents]"),
+        );
+        assert!(
+            e.starts_with(
+                "tables.DeviceLogonEvents: sent to Sentinel but no DCR: list it in `tables` of its [sentinel.dcrs."
+            ),
+            "{e}"
+        );
+        let e = target_error(&TWO_DCRS.replace("[sentinel]\n", "[sentinel]\ndry_run_dir = \"out/sentinel\"\n"));
+        assert!(e.starts_with("[sentinel] needs exactly one of `dry_run_dir`"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack)))
         }
         (Some(SentinelTarget::Live(c)), _) => {
-            eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), c.endpoint);
+            let to: Vec<String> = c.endpoints().iter().map(|(dcr, endpoint)| format!("{dcr} at {endpoint}")).collect();
+            eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), to.join(", "));
             Some(SentinelPath::Live(SentinelSink::new(*c, catalog.clone())?))
         }
         (None, true) => bail!(
