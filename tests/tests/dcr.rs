@@ -13,6 +13,11 @@ const COMMITTED: &str = "deploy/sentinel/defender-sentinel.json";
 
 /// Runs `schemas dcr` with `args` into a fresh folder; returns the file's text.
 fn generate(args: &[&str]) -> String {
+    generate_and_print(args).0
+}
+
+/// Runs `schemas dcr` with `args` into a fresh folder; returns the file's text and the stdout.
+fn generate_and_print(args: &[&str]) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     let mut all = vec!["schemas", "dcr", "--out", out];
@@ -20,7 +25,7 @@ fn generate(args: &[&str]) -> String {
     let run = run_cli(&all, &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.starts_with("wrote "), "{stdout}");
-    std::fs::read_to_string(dir.path().join("defender-sentinel.json")).unwrap()
+    (std::fs::read_to_string(dir.path().join("defender-sentinel.json")).unwrap(), stdout.into_owned())
 }
 
 fn estimate_config() -> String {
@@ -96,9 +101,28 @@ fn check_template(t: &Value) -> (BTreeMap<String, Vec<(String, String)>>, BTreeM
             assert!(streams.insert(stream.clone(), columns(&decl["columns"])).is_none(), "{stream} twice");
         }
         let n = i + 1;
-        for key in [format!("dcr{n}ImmutableId"), format!("dcr{n}LogsIngestionEndpoint"), format!("dcr{n}Streams")] {
+        for key in [
+            format!("dcr{n}ImmutableId"),
+            format!("dcr{n}LogsIngestionEndpoint"),
+            format!("dcr{n}Streams"),
+            format!("dcr{n}Tables"),
+        ] {
             assert!(t["outputs"][&key].is_object(), "output {key}");
         }
+        // The rule is Direct and names no DCE: its own endpoint is the one to send to.
+        assert!(p.get("dataCollectionEndpointId").is_none());
+        let endpoint = t["outputs"][format!("dcr{n}LogsIngestionEndpoint")]["value"].as_str().unwrap();
+        assert!(endpoint.contains(&format!("'{}'", dcr["name"].as_str().unwrap())), "{endpoint}");
+        assert!(endpoint.ends_with(".endpoints.logsIngestion]"), "{endpoint}");
+        // `dcr<N>Tables` (what `[sentinel.dcrs.<id>] tables` takes) are the rule's streams' tables.
+        let tables: Vec<String> = t["outputs"][format!("dcr{n}Tables")]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| format!("Custom-{}_CL", v.as_str().unwrap()))
+            .collect();
+        let flows: Vec<&str> = flows.iter().map(|f| f["outputStream"].as_str().unwrap()).collect();
+        assert_eq!(tables, flows, "dcr{n}Tables");
     }
     assert_eq!(streams.len(), tables.len(), "one stream per table");
     (tables, streams)
@@ -175,4 +199,27 @@ fn the_committed_template_is_what_the_binary_generates() {
         "{COMMITTED} is stale: regenerate it from the repository root with \
          `cargo run -p defender-ingest -- schemas dcr --config examples/estimate.toml`"
     );
+}
+
+#[test]
+fn it_prints_one_config_section_per_rule_for_its_own_endpoint_and_tables() {
+    let (text, stdout) = generate_and_print(&[]);
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let rules = resources(&t, "Microsoft.Insights/dataCollectionRules");
+    assert_eq!(rules.len(), 3);
+    for (i, rule) in rules.iter().enumerate() {
+        let n = i + 1;
+        let tables: Vec<String> = t["outputs"][format!("dcr{n}Tables")]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| format!("{:?}", v.as_str().unwrap()))
+            .collect();
+        let section = format!(
+            "[sentinel.dcrs.<dcr{n}ImmutableId>]   # {}\nendpoint = \"<dcr{n}LogsIngestionEndpoint>\"\ntables = [{}]\n",
+            rule["name"].as_str().unwrap(),
+            tables.join(", ")
+        );
+        assert!(stdout.contains(&section), "{section}\nnot in\n{stdout}");
+    }
 }

@@ -35,7 +35,9 @@ pub enum SchemasCommand {
     /// Write the ARM template of the Sentinel custom tables (`<Table>_CL`) and data collection
     /// rules (kind Direct, at most 10 tables each) for the tables the config sends to Sentinel
     /// (without --config: every non-TVM table the Streaming API exports). Deploy it into the
-    /// resource group of the Log Analytics workspace.
+    /// resource group of the Log Analytics workspace; each rule has its own logs ingestion
+    /// endpoint, and the template's outputs give, per rule, what `[sentinel.dcrs.<immutable id>]`
+    /// of the run config takes (printed here with placeholders).
     Dcr(DcrArgs),
 }
 
@@ -93,13 +95,34 @@ fn dcr_template(args: &DcrArgs) -> anyhow::Result<ExitCode> {
     let options = DcrOptions { name_prefix: args.dcr_prefix.clone(), ..DcrOptions::default() };
     let template = dcr::template(&tables, &options)?;
     let path = write_template(&args.out, &template)?;
-    let dcrs = tables.len().div_ceil(dcr::MAX_FLOWS_PER_DCR);
-    println!("wrote {}: {} tables, {dcrs} data collection rule(s)", path.display(), tables.len());
+    let rules = dcr::rules(&tables, &options);
+    println!("wrote {}: {} tables, {} data collection rule(s)", path.display(), tables.len(), rules.len());
     for t in &tables {
         let how = if t.transform.is_some() { "filter in the DCR" } else { "source" };
         println!("  {}_CL  {}  {how}", t.schema.table, dcr::arm_plan(t.plan));
     }
+    println!(
+        "\nEach rule has its own logs ingestion endpoint. Once deployed, put each rule's outputs in the run config:"
+    );
+    print!("{}", config_sections(&rules));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the run config needs for `rules` once deployed: one `[sentinel.dcrs.<id>]` per rule,
+/// with the placeholders named after the template's outputs. The rules are of kind Direct:
+/// each has its own logs ingestion endpoint, which its tables must be sent to.
+fn config_sections(rules: &[dcr::Rule]) -> String {
+    let mut out = String::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let n = i + 1;
+        let tables: Vec<String> = rule.tables.iter().map(|t| format!("{t:?}")).collect();
+        out.push_str(&format!(
+            "\n[sentinel.dcrs.<dcr{n}ImmutableId>]   # {}\nendpoint = \"<dcr{n}LogsIngestionEndpoint>\"\ntables = [{}]\n",
+            rule.name,
+            tables.join(", ")
+        ));
+    }
+    out
 }
 
 /// The table to deploy for `schema`, if it goes to Sentinel: every non-TVM table the Streaming
@@ -195,5 +218,48 @@ fn check(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
         println!("{} problem(s)", problems.len());
         Ok(ExitCode::from(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SentinelTarget;
+
+    #[test]
+    fn the_printed_sections_with_the_outputs_pasted_make_a_config_sending_each_table_to_its_rule() {
+        let catalog = Catalog::embedded();
+        let tables: Vec<DcrTable> = catalog
+            .tables()
+            .iter()
+            .filter(|t| !t.tvm && t.streaming_api == "GA")
+            .map(|t| DcrTable::all_columns(t.clone()))
+            .collect();
+        let rules = dcr::rules(&tables, &DcrOptions::default());
+        assert!(rules.len() >= 2, "several rules");
+        let mut sections = config_sections(&rules);
+        for n in 1..=rules.len() {
+            sections = sections.replace(&format!("<dcr{n}ImmutableId>"), &format!("dcr-{n:032x}")).replace(
+                &format!("<dcr{n}LogsIngestionEndpoint>"),
+                &format!("https://defender-ingest-{n}.eastus-1.ingest.monitor.azure.com"),
+            );
+        }
+        let sent: String = tables.iter().map(|t| format!("[tables.{}]\nsentinel = true\n", t.schema.table)).collect();
+        let text = format!("{sent}\n[sentinel]\n{sections}\n[sentinel.auth]\nmethod = \"azure_cli\"\n");
+        let config = Config::parse(&text).unwrap();
+        let Some(SentinelTarget::Live(live)) = config.sentinel_target(&catalog).unwrap() else { panic!("live") };
+        for (i, rule) in rules.iter().enumerate() {
+            let n = i + 1;
+            for table in &rule.tables {
+                let dcr = &live.tables[table].dcr_immutable_id;
+                assert_eq!(dcr, &format!("dcr-{n:032x}"), "{table}");
+                assert_eq!(
+                    live.endpoint_for(dcr),
+                    format!("https://defender-ingest-{n}.eastus-1.ingest.monitor.azure.com")
+                );
+            }
+        }
+        let sent: usize = rules.iter().map(|r| r.tables.len()).sum();
+        assert_eq!(live.tables.len(), sent, "every table of a rule, and no other");
     }
 }

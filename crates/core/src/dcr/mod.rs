@@ -14,8 +14,21 @@
 //! - as many `Microsoft.Insights/dataCollectionRules` as needed, at most
 //!   [`MAX_FLOWS_PER_DCR`] tables each (one stream declaration and one data flow per table), named
 //!   `<prefix>-1`, `<prefix>-2`, ... in the order the tables are given;
-//! - per DCR, outputs `dcr<N>ImmutableId`, `dcr<N>LogsIngestionEndpoint` and `dcr<N>Streams`:
-//!   what the sink needs to post to each stream.
+//! - per DCR, outputs `dcr<N>ImmutableId`, `dcr<N>LogsIngestionEndpoint`, `dcr<N>Streams` and
+//!   `dcr<N>Tables` (the Defender names of its tables): what the run config's
+//!   `[sentinel.dcrs.<immutable id>]` section takes (`endpoint`, `tables`).
+//!
+//! # One endpoint per DCR
+//!
+//! The rules are of kind `Direct` and name no data collection endpoint (DCE, no
+//! `dataCollectionEndpointId`): each has its own logs ingestion endpoint,
+//! `properties.endpoints.logsIngestion`, which Azure creates only for DCRs of that kind
+//! ("Structure of a data collection rule", learn.microsoft.com/azure/azure-monitor/essentials/
+//! data-collection-rule-structure) and which is used instead of a DCE ("Data collection
+//! endpoints in Azure Monitor", learn.microsoft.com/azure/azure-monitor/essentials/
+//! data-collection-endpoint-overview). So each table is sent to its own rule's endpoint:
+//! `POST {dcr<N>LogsIngestionEndpoint}/dataCollectionRules/{dcr<N>ImmutableId}/streams/
+//! Custom-<Table>_CL?api-version=2023-01-01`.
 //!
 //! # Invariants
 //!
@@ -289,6 +302,31 @@ fn columns_json(columns: &[LaColumn]) -> Value {
     Value::Array(columns.iter().map(|c| json!({ "name": c.name, "type": c.ty })).collect())
 }
 
+/// One data collection rule of the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// `<prefix>-<N>`, `N` from 1: the `dcr<N>...` outputs are this rule's.
+    pub name: String,
+    /// Its tables (Defender names), in the order given.
+    pub tables: Vec<String>,
+}
+
+/// Tables per rule: one stream declaration and one data flow each.
+const TABLES_PER_DCR: usize =
+    if MAX_FLOWS_PER_DCR < MAX_STREAMS_PER_DCR { MAX_FLOWS_PER_DCR } else { MAX_STREAMS_PER_DCR };
+
+/// The rules [`template`] makes of `tables` (unchecked: see [`template`] for the errors).
+pub fn rules(tables: &[DcrTable], options: &DcrOptions) -> Vec<Rule> {
+    tables
+        .chunks(TABLES_PER_DCR)
+        .enumerate()
+        .map(|(i, chunk)| Rule {
+            name: format!("{}-{}", options.name_prefix, i + 1),
+            tables: chunk.iter().map(|t| t.schema.table.clone()).collect(),
+        })
+        .collect()
+}
+
 /// The ARM deployment template of `tables` (see the module docs).
 pub fn template(tables: &[DcrTable], options: &DcrOptions) -> Result<Value, DcrError> {
     if tables.is_empty() {
@@ -319,10 +357,9 @@ pub fn template(tables: &[DcrTable], options: &DcrOptions) -> Result<Value, DcrE
         .collect();
 
     let mut outputs = serde_json::Map::new();
-    let per_dcr = MAX_FLOWS_PER_DCR.min(MAX_STREAMS_PER_DCR);
-    for (i, chunk) in resolved.chunks(per_dcr).enumerate() {
+    for (i, (chunk, rule)) in resolved.chunks(TABLES_PER_DCR).zip(rules(tables, options)).enumerate() {
         let n = i + 1;
-        let name = format!("{}-{n}", options.name_prefix);
+        let name = rule.name;
         let streams: serde_json::Map<String, Value> =
             chunk.iter().map(|r| (r.stream.clone(), json!({ "columns": columns_json(&r.stream_columns) }))).collect();
         let flows: Vec<Value> = chunk
@@ -365,6 +402,7 @@ pub fn template(tables: &[DcrTable], options: &DcrOptions) -> Result<Value, DcrE
         );
         let streams: Vec<&str> = chunk.iter().map(|r| r.stream.as_str()).collect();
         outputs.insert(format!("dcr{n}Streams"), json!({ "type": "array", "value": streams }));
+        outputs.insert(format!("dcr{n}Tables"), json!({ "type": "array", "value": rule.tables }));
     }
 
     let mut workspace = json!({

@@ -46,8 +46,8 @@ fn splits_25_tables_into_3_dcrs_of_at_most_10_flows() {
     assert_eq!(dcrs[2]["name"], "defender-ingest-3");
     assert_eq!(dcrs[0]["kind"], "Direct");
     assert_eq!(dcrs[2]["properties"]["dataFlows"][4]["outputStream"], "Custom-Table24_CL");
-    let tables = t["resources"].as_array().unwrap().iter().filter(|r| r["type"] != dcrs[0]["type"]).count();
-    assert_eq!(tables, 25);
+    let table_resources = t["resources"].as_array().unwrap().iter().filter(|r| r["type"] != dcrs[0]["type"]).count();
+    assert_eq!(table_resources, 25);
     for n in 1..=3 {
         let id = t["outputs"][format!("dcr{n}ImmutableId")]["value"].as_str().unwrap();
         assert!(id.ends_with(".immutableId]") && id.contains(&format!("'defender-ingest-{n}'")), "{id}");
@@ -55,6 +55,17 @@ fn splits_25_tables_into_3_dcrs_of_at_most_10_flows() {
         assert!(endpoint.ends_with(".endpoints.logsIngestion]"), "{endpoint}");
     }
     assert_eq!(t["outputs"]["dcr3Streams"]["value"].as_array().unwrap().len(), 5);
+    // What `[sentinel.dcrs.<id>] tables` takes: the Defender names, as `rules` lists them.
+    let rules = rules(&tables, &DcrOptions::default());
+    assert_eq!(rules.len(), 3);
+    assert_eq!(
+        rules[2],
+        Rule { name: "defender-ingest-3".into(), tables: (20..25).map(|i| format!("Table{i}")).collect() }
+    );
+    for (i, rule) in rules.iter().enumerate() {
+        assert_eq!(t["outputs"][format!("dcr{}Tables", i + 1)]["value"], json!(rule.tables));
+        assert_eq!(dcrs[i]["name"], rule.name.as_str());
+    }
 }
 
 #[test]
