@@ -11,7 +11,9 @@
 //! - integers are written exactly (never through `f64`, Defender longs exceed 2^53); reals with
 //!   `ryu`; bools as `true`/`false`; strings and guids as escaped JSON strings;
 //! - dynamic columns (`dynamic` in the table schema, and `_Extra`) hold JSON text: embedded as raw
-//!   JSON when the text is valid JSON, else sent as a JSON string;
+//!   JSON when the text is valid JSON nested at most [`MAX_DYNAMIC_DEPTH`] levels deep, else sent
+//!   as a JSON string (a deeper value would make the whole request body unreadable to the
+//!   service, a 400 that stops the sink: content must never stop the run);
 //! - **null values are omitted** from the object. The API treats a missing key as a null column,
 //!   Log Analytics stores nothing for it and bills nothing for it (billing counts the stored
 //!   columns), so leaving it out makes the body smaller at the same billed size. Non-finite reals
@@ -466,9 +468,36 @@ pub(crate) fn truncate(s: &str) -> (&str, bool) {
     (&s[..end], true)
 }
 
-/// Whether `s` is one complete JSON value (validated without building it).
+/// Deepest nesting of a dynamic value embedded as raw JSON. A body is an array of row objects,
+/// so the value's containers sit two levels down: 62 keeps every body within 64 levels, the
+/// default limit of .NET's `System.Text.Json` and of Json.NET (and within the 128 of
+/// `serde_json`, which our local Logs Ingestion server uses).
+pub const MAX_DYNAMIC_DEPTH: usize = 62;
+
+/// Whether `s` is one complete JSON value (validated without building it) nested at most
+/// [`MAX_DYNAMIC_DEPTH`] levels deep.
 fn is_json(s: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+    // serde_json skips an ignored value without its recursion limit: the depth is checked here.
+    nesting_depth(s) <= MAX_DYNAMIC_DEPTH && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+}
+
+/// The deepest nesting of `[` and `{` outside strings in `s` (which need not be valid JSON).
+fn nesting_depth(s: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in s.as_bytes() {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') | (false, b'"') => in_string = !in_string,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Writes `s` as a JSON string (RFC 8259 escaping; non-ASCII characters are kept as UTF-8).

@@ -194,6 +194,27 @@ fn omits_nulls_and_non_finite_reals_and_sends_invalid_dynamic_text_as_a_string()
     assert!(!std::str::from_utf8(out.row(1)).unwrap().contains("null"));
 }
 
+/// Found by the fuzz harness: an `_Extra` holding a 1,000-deep array was embedded as raw JSON
+/// (serde_json ignores a value without its recursion limit), so the body was unreadable to the
+/// service (and to our local server: serde_json stops at 128 levels), a 400 that stops the sink.
+#[test]
+fn sends_dynamic_json_nested_deeper_than_the_limit_as_a_string() {
+    use super::rows::MAX_DYNAMIC_DEPTH;
+    let t = table("DeviceInfo");
+    let nested = |depth: usize| format!(r#"{}"x[{{\"]"{}"#, "[".repeat(depth), "]".repeat(depth));
+    let mut columns = batch(&t).columns().to_vec();
+    let (within, over) = (nested(MAX_DYNAMIC_DEPTH), nested(MAX_DYNAMIC_DEPTH + 1));
+    let deep = nested(1000);
+    columns[8] = strs(vec![Some(&within), Some(&over)]);
+    columns[13] = strs(vec![Some(&deep), None]);
+    let b = RecordBatch::try_new(t.arrow_schema(), columns).unwrap();
+    let out = encode(&t, &b, 0);
+    let (row0, row1) = (parse(out.row(0)), parse(out.row(1)));
+    assert!(row0["AdditionalFields"].is_array(), "{MAX_DYNAMIC_DEPTH} levels are embedded");
+    assert_eq!(row1["AdditionalFields"], over.as_str(), "one more is sent as text");
+    assert_eq!(row0["Extra_CF"], deep.as_str());
+}
+
 #[test]
 fn time_generated_falls_back_to_envelope_time_then_to_the_clock() {
     let t = table("DeviceInfo");
