@@ -58,6 +58,8 @@ pub struct Decoder {
     by_category: FxHashMap<Box<str>, usize>,
     unknown: UnknownTables,
     unknown_names: Arc<UnknownTableNames>,
+    /// Byte ranges of the current message's records (reused between messages).
+    spans: Vec<std::ops::Range<usize>>,
     dead_letters: Vec<DeadLetter>,
     accounting: Accounting,
     /// Per known table: (records in, decoded, bytes in) since the last flush.
@@ -103,6 +105,7 @@ impl Decoder {
             flush_rule,
             unknown: UnknownTables::default(),
             unknown_names: Arc::new(UnknownTableNames::new(catalog, unknown::DEFAULT_MAX_UNKNOWN_TABLES)),
+            spans: Vec::new(),
             dead_letters: Vec::new(),
             accounting: Accounting::default(),
             first_offset: None,
@@ -166,15 +169,17 @@ impl Decoder {
         };
         let Node::Array { len, .. } = nodes[at] else { unreachable!() };
         let share = raw.len() as u64 / (len.max(1) as u64);
-        let spans = record_id::record_spans(raw, len);
+        let mut spans = std::mem::take(&mut self.spans);
+        let found = record_id::record_spans_into(raw, len, &mut spans);
         let mut i = at + 1;
         for index in 0..len {
             let n = value::span(&nodes[i]);
-            let record = spans.as_ref().map(|s| &raw[s[index].clone()]);
+            let record = found.then(|| &raw[spans[index].clone()]);
             let ctx = RecordCtx { offset, index: Some(index as u32), raw_message: raw, record, share };
             self.record(&nodes[i..i + n], ctx);
             i += n;
         }
+        self.spans = spans;
     }
 
     fn record(&mut self, rec: &[Node<'_>], ctx: RecordCtx<'_>) {

@@ -45,6 +45,18 @@ pub fn bare_record(raw: &[u8]) -> &[u8] {
 /// there are exactly `expected` of them; `None` when the scan cannot tell (then the caller falls
 /// back). `raw` is JSON that simd-json accepted; the scan never panics on any input.
 pub fn record_spans(raw: &[u8], expected: usize) -> Option<Vec<Range<usize>>> {
+    let mut spans = Vec::new();
+    record_spans_into(raw, expected, &mut spans).then_some(spans)
+}
+
+/// [`record_spans`] into `spans` (cleared first; reused by the decoder from message to message):
+/// true when it holds exactly `expected` ranges.
+pub fn record_spans_into(raw: &[u8], expected: usize, spans: &mut Vec<Range<usize>>) -> bool {
+    spans.clear();
+    scan_records(raw, expected, spans).is_some()
+}
+
+fn scan_records(raw: &[u8], expected: usize, spans: &mut Vec<Range<usize>>) -> Option<()> {
     let mut i = skip_ws(raw, 0);
     if raw.get(i) != Some(&b'{') {
         return None;
@@ -63,7 +75,7 @@ pub fn record_spans(raw: &[u8], expected: usize) -> Option<Vec<Range<usize>>> {
         }
         i = skip_ws(raw, i + 1);
         if key == b"records" {
-            return array_elements(raw, i, expected);
+            return array_elements(raw, i, expected, spans);
         }
         if key.contains(&b'\\') {
             // An escaped key might spell `records`: let the caller fall back.
@@ -77,14 +89,13 @@ pub fn record_spans(raw: &[u8], expected: usize) -> Option<Vec<Range<usize>>> {
     }
 }
 
-fn array_elements(raw: &[u8], mut i: usize, expected: usize) -> Option<Vec<Range<usize>>> {
+fn array_elements(raw: &[u8], mut i: usize, expected: usize, spans: &mut Vec<Range<usize>>) -> Option<()> {
     if raw.get(i) != Some(&b'[') {
         return None;
     }
-    let mut spans = Vec::with_capacity(expected);
     i = skip_ws(raw, i + 1);
     if raw.get(i) == Some(&b']') {
-        return (expected == 0).then_some(spans);
+        return (expected == 0).then_some(());
     }
     loop {
         let end = value_end(raw, i)?;
@@ -96,7 +107,7 @@ fn array_elements(raw: &[u8], mut i: usize, expected: usize) -> Option<Vec<Range
             _ => return None,
         }
     }
-    (spans.len() == expected).then_some(spans)
+    (spans.len() == expected).then_some(())
 }
 
 fn skip_ws(raw: &[u8], mut i: usize) -> usize {

@@ -233,10 +233,13 @@ impl ArchiveSink {
     /// True when an earlier run recorded that Sentinel accepted the rows of `table` of the epoch
     /// of `source` ending at `last` (see [`replay`]): they are not sent again.
     pub fn sentinel_sent_before(&self, source: &str, table: &Arc<str>, last: i64) -> bool {
-        self.tracked
-            .get(&source_key(source))
-            .and_then(|t| t.skip.get(&(table.clone(), replay::SENT)))
-            .is_some_and(|&stored| last <= stored)
+        self.stored_before(&source_key(source), table, replay::SENT, last)
+    }
+
+    /// True when an earlier run stored (or, for [`replay::SENT`], sent) the rows of `table` and
+    /// `hour` of the epoch of `source` (a source key) ending at `last` (see [`replay`]).
+    fn stored_before(&self, source: &Arc<str>, table: &Arc<str>, hour: i64, last: i64) -> bool {
+        self.tracked.get(source).and_then(|t| t.skip.get(&(table.clone(), hour))).is_some_and(|&stored| last <= stored)
     }
 
     /// Records, for a tracked partition, that Sentinel accepted every row of `table` of the
@@ -280,20 +283,16 @@ impl ArchiveSink {
         };
         let source = source_key(&batch.source);
         let mut replayed = 0;
-        let groups: Vec<_> = match self.tracked.get(&source) {
-            Some(t) if !t.skip.is_empty() => groups
-                .into_iter()
-                .filter(|(hour, rows)| {
-                    let stored =
-                        t.skip.get(&(batch.table.clone(), *hour)).is_some_and(|&last| batch.last_offset <= last);
-                    if stored {
-                        replayed += rows.num_rows() as u64;
-                    }
-                    !stored
-                })
-                .collect(),
-            _ => groups,
-        };
+        let groups: Vec<_> = groups
+            .into_iter()
+            .filter(|(hour, rows)| {
+                let stored = self.stored_before(&source, &batch.table, *hour, batch.last_offset);
+                if stored {
+                    replayed += rows.num_rows() as u64;
+                }
+                !stored
+            })
+            .collect();
         if groups.is_empty() {
             self.replayed_rows += replayed;
             return Ok(vec![durable]);
@@ -352,9 +351,7 @@ impl ArchiveSink {
         for (table, letters) in by_table {
             let durable =
                 Durable { table: table.clone(), partition, epoch, rows: letters.len() as u64, dead_letters: true };
-            let stored =
-                self.tracked.get(&source_name).and_then(|t| t.skip.get(&(table.clone(), replay::DEAD_LETTERS)));
-            if stored.is_some_and(|&last| epoch <= last) {
+            if self.stored_before(&source_name, &table, replay::DEAD_LETTERS, epoch) {
                 // An earlier run stored these before its crash (see `replay`).
                 done.push(durable);
                 continue;
