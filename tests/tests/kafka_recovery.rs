@@ -391,3 +391,123 @@ fn a_broker_outage_mid_stream_loses_nothing() {
     assert_eq!(ids.len() as i64, 400 * RECORDS_PER_MESSAGE, "every record archived");
     assert!(ids.values().all(|n| *n == 1), "none twice");
 }
+
+/// Polls `/healthz` and `/readyz` every 200 ms for `during` (or until `until` holds), asserting
+/// the daemon stays alive and live; returns the last `/readyz` answer.
+fn watch_probes(daemon: &mut Daemon, during: Duration, until: impl Fn(&(u16, String)) -> bool) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        assert!(daemon.try_wait().is_none(), "the daemon exited:\n{}", daemon.log_text());
+        let health = daemon.get("/healthz").expect("/healthz answers");
+        assert_eq!(health.0, 200, "liveness failed: {}\n{}", health.1, daemon.log_text());
+        let ready = daemon.get("/readyz").expect("/readyz answers");
+        if until(&ready) || started.elapsed() >= during {
+            return ready;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Liveness holds through an idle hub, a Sentinel outage and a permanent refusal, each longer
+/// than the (2 s) threshold: a restart would fix none of them. The refusal (403) makes the
+/// daemon not ready, with the reason, while it holds the data; once Sentinel accepts again it
+/// is ready and everything is delivered once.
+#[test]
+fn probes_stay_live_through_an_outage_and_a_refusal_and_the_refusal_is_not_ready() {
+    let s = setup();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let config = config.replacen("[sentinel]\n", "[sentinel]\nretry_max_seconds = 1\n", 1)
+        + "\n[service]\nliveness_threshold_seconds = 2\n";
+    std::fs::write(&s.config, config).unwrap();
+    let mut daemon = s.start("probes");
+    daemon.wait_ready(Duration::from_secs(60));
+    let is_ready = |r: &(u16, String)| r.0 == 200;
+
+    // Idle: nothing to read for twice the threshold.
+    assert_eq!(watch_probes(&mut daemon, Duration::from_secs(4), |_| false).0, 200, "ready while idle");
+
+    // An outage: every call answered 503 while traffic arrives.
+    for _ in 0..100_000 {
+        s.server.inject(Fault::Status { status: 503, retry_after: None });
+    }
+    let mut produced = messages(0, 100);
+    kafka::produce(&s.topic, &produced);
+    let ready = watch_probes(&mut daemon, Duration::from_secs(6), |_| false);
+    assert_eq!(ready.0, 200, "an outage is not a refusal: {}", ready.1);
+    let statuses: Vec<u16> = s.server.requests().iter().map(|r| r.status).collect();
+    assert!(statuses.len() >= 3 && statuses.iter().all(|s| *s == 503), "the outage lasted: {statuses:?}");
+    assert!(s.accepted().is_empty());
+
+    // A refusal: 403 for every call (a role assignment missing).
+    s.server.clear_faults();
+    for _ in 0..100_000 {
+        s.server.inject(Fault::Status { status: 403, retry_after: None });
+    }
+    let more = messages(100, 200);
+    kafka::produce(&s.topic, &more);
+    produced.extend(more);
+    let ready = watch_probes(&mut daemon, Duration::from_secs(30), |r| r.0 == 503);
+    assert_eq!(ready.0, 503, "a refusal makes the daemon not ready");
+    assert!(ready.1.contains("sentinel refuses us") && ready.1.contains("403"), "the reason is given: {}", ready.1);
+    let refused = daemon.metric("defender_sink_refused");
+    assert_eq!(refused.get("sink=\"sentinel\""), Some(&1.0), "{refused:?}");
+    // Held, not failed: still live and not ready for longer than the threshold.
+    assert_eq!(watch_probes(&mut daemon, Duration::from_secs(4), is_ready).0, 503);
+    assert_eq!(
+        kafka::committed(&s.group, &s.topic, PARTITIONS),
+        BTreeMap::new(),
+        "nothing Sentinel refused is committed"
+    );
+
+    // Fixed on the Azure side: ready again without a restart, and everything delivered.
+    s.server.clear_faults();
+    assert_eq!(watch_probes(&mut daemon, Duration::from_secs(30), is_ready).0, 200, "ready once Sentinel accepts");
+    let end = kafka::ends_after(&produced, PARTITIONS);
+    kafka::wait_committed(&s.group, &s.topic, &end, Duration::from_secs(120));
+    assert_eq!(daemon.metric("defender_sink_refused").get("sink=\"sentinel\""), Some(&0.0));
+    let (status, summary) = daemon.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    let ids = 200 * RECORDS_PER_MESSAGE;
+    let t = &summary["tables"]["DeviceInfo"];
+    assert_eq!(t["records_in"].as_i64(), Some(ids), "{summary}");
+    let dead: i64 = t["dead_lettered"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    let (delivered, filtered) = (t["delivered"].as_i64().unwrap(), t["filtered"].as_i64().unwrap());
+    assert_eq!((delivered, filtered, dead), (ids, 0, 0), "in = delivered + filtered + dead-lettered: {summary}");
+    assert_eq!(s.accepted().len() as i64, ids, "every record reached Sentinel");
+    assert_eq!(s.archived().len() as i64, ids, "every record archived");
+    s.runtime.block_on(s.server.stop());
+}
+
+/// The archive's store accepts connections and never answers: the stage talking to it stops
+/// making progress, and `/healthz` (and so `/readyz`) fails within the threshold, naming it.
+#[test]
+fn a_stage_stuck_on_a_silent_store_fails_liveness() {
+    let s = setup();
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let config = config.replace(&format!("\"{}\"", s.archive.display()), "\"az://archive/defender\"")
+        + "\n[service]\nliveness_threshold_seconds = 2\n";
+    std::fs::write(&s.config, config).unwrap();
+    kafka::produce(&s.topic, &messages(0, 20));
+    let azurite = format!("http://127.0.0.1:{port}");
+    let envs = [(SECRET_ENV, SECRET), ("AZURE_STORAGE_USE_EMULATOR", "true"), ("AZURITE_BLOB_STORAGE_URL", &azurite)];
+    let mut daemon = Daemon::start(&s.config, s.dir.path(), "stuck", &envs);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let health = loop {
+        assert!(daemon.try_wait().is_none(), "the daemon exited:\n{}", daemon.log_text());
+        if let Some(h) = daemon.get("/healthz").filter(|h| h.0 == 503) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "liveness never failed:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(health.1.contains("has made no progress for") && health.1.contains("threshold 2s"), "{}", health.1);
+    assert_eq!(daemon.get("/readyz").map(|r| r.0), Some(503));
+    let stalled = daemon.metric("defender_stage_stalled");
+    assert!(stalled.values().any(|v| *v == 1.0), "{stalled:?}");
+    assert_eq!(kafka::committed(&s.group, &s.topic, PARTITIONS), BTreeMap::new());
+    drop(blackhole);
+    daemon.kill9();
+    s.runtime.block_on(s.server.stop());
+}

@@ -109,6 +109,9 @@ pub struct SentinelSection {
     pub pack: PackSetting,
     /// Calls in flight per DCR (default 4).
     pub concurrency_per_dcr: Option<usize>,
+    /// Longest wait between two tries of a call (the backoff's cap; default 60), and how often
+    /// a daemon that Sentinel refuses permanently tries again.
+    pub retry_max_seconds: Option<u64>,
     /// Extra trusted root certificate (PEM file): a private CA, or the test server's.
     pub ca_file: Option<std::path::PathBuf>,
     pub auth: Option<AuthSection>,
@@ -263,11 +266,21 @@ pub struct ServiceSection {
     /// On SIGTERM, how long the source waits for in-flight data to be made durable and committed.
     #[serde(default = "defaults::shutdown_grace_seconds")]
     pub shutdown_grace_seconds: u64,
+    /// `/healthz` fails when a pipeline stage has been working this long without progress (a
+    /// stuck call, a stuck consumer thread). Waits for input, for a slower stage, or for a
+    /// Sentinel outage to end do not count. Above the longest call the stages make (archive
+    /// uploads with their retries, Sentinel calls with `request_timeout_seconds`).
+    #[serde(default = "defaults::liveness_threshold_seconds")]
+    pub liveness_threshold_seconds: u64,
 }
 
 impl Default for ServiceSection {
     fn default() -> Self {
-        Self { listen: None, shutdown_grace_seconds: defaults::shutdown_grace_seconds() }
+        Self {
+            listen: None,
+            shutdown_grace_seconds: defaults::shutdown_grace_seconds(),
+            liveness_threshold_seconds: defaults::liveness_threshold_seconds(),
+        }
     }
 }
 
@@ -376,6 +389,9 @@ mod defaults {
     pub fn shutdown_grace_seconds() -> u64 {
         25
     }
+    pub fn liveness_threshold_seconds() -> u64 {
+        300
+    }
     pub fn authority_host() -> String {
         "https://login.microsoftonline.com".to_string()
     }
@@ -461,6 +477,7 @@ impl Config {
             ("pipeline.flush_mb", p.flush_mb),
             ("pipeline.budget_mb", p.budget_mb),
             ("pipeline.max_unknown_tables", p.max_unknown_tables),
+            ("service.liveness_threshold_seconds", self.service.liveness_threshold_seconds as usize),
         ] {
             if value == 0 {
                 bail!("`{key}` must be at least 1");
@@ -544,6 +561,13 @@ impl Config {
         config.pack = s.pack.mode();
         if let Some(n) = s.concurrency_per_dcr {
             config.concurrency_per_dcr = n;
+        }
+        if let Some(n) = s.retry_max_seconds {
+            if n == 0 {
+                bail!("`sentinel.retry_max_seconds` must be at least 1");
+            }
+            config.retry.max = Duration::from_secs(n);
+            config.retry.initial = config.retry.initial.min(config.retry.max);
         }
         if let Some(path) = &s.ca_file {
             config.extra_root_pem = Some(

@@ -5,6 +5,7 @@ mod config;
 mod estimate;
 mod generate;
 mod html;
+mod metrics;
 mod report;
 mod run;
 mod schemas;

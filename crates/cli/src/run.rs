@@ -91,11 +91,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let archive_display = location.display.clone();
     let sink = ArchiveSink::new(location, config.archive_config());
     let mut options = config.pipeline_options();
+    // A daemon holds its data while Sentinel refuses it (not ready) rather than exit into a
+    // restart loop; a run over files fails, so its user hears of it.
+    options.hold_when_refused = source.is_endless();
     eprintln!("reading {} into {archive_display}", source.describe());
 
     let show_progress = std::io::stderr().is_terminal() && !args.json;
     let endless = source.is_endless();
-    let status = Status::new(source.kafka_metrics());
+    let threshold = std::time::Duration::from_secs(config.service.liveness_threshold_seconds);
+    let status = Status::new(source.kafka_metrics(), options.health.clone(), threshold);
     let status_in_progress = status.clone();
     let mut last_log = std::time::Instant::now();
     let progress = move |p: &Progress| {

@@ -18,6 +18,7 @@ pub mod billing;
 pub mod dcr;
 pub mod deadletter;
 pub mod decode;
+pub mod health;
 pub mod policy;
 pub mod schema;
 

@@ -10,6 +10,7 @@ use std::{
 use defender_core::{
     Catalog, Decoder, FlushRule,
     decode::{DecoderOutput, unknown::UnknownTableNames},
+    health::Beat,
 };
 use defender_sinks::{
     archive::{Recovery, recover},
@@ -42,24 +43,31 @@ pub(crate) async fn decode_stage(
     tx: mpsc::Sender<Stage>,
     limits: DecodeLimits,
     archive: Option<Location>,
+    beat: Beat,
 ) {
     let DecodeLimits { flush, tick, max_pending_bytes } = limits;
     let mut decoders: HashMap<u32, Decoder> = HashMap::new();
     let mut cuts: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     let mut timer = tokio::time::interval(tick);
-    // Sends one flushed epoch; false when the sink task is gone.
-    async fn send(tx: &mpsc::Sender<Stage>, out: Option<DecoderOutput>) -> bool {
-        match out {
-            Some(out) => tx.send(Stage::Epoch(out)).await.is_ok(),
-            None => true,
+    // Sends one flushed epoch (waiting, not stalled, while the sinks are behind); false when
+    // the sink task is gone.
+    let send = async |tx: &mpsc::Sender<Stage>, out: Option<DecoderOutput>| match out {
+        Some(out) => {
+            beat.waiting();
+            let sent = tx.send(Stage::Epoch(out)).await.is_ok();
+            beat.working();
+            sent
         }
-    }
+        None => true,
+    };
     loop {
+        beat.waiting();
         let event = tokio::select! {
             e = rx.recv() => e,
             // The sink task failed: stop, so the source sees its channel close and ends too.
             () = tx.closed() => return,
             _ = timer.tick() => {
+                beat.working();
                 let now = Instant::now();
                 for d in decoders.values_mut().filter(|d| d.should_flush(now)) {
                     if !send(&tx, d.flush()).await {
@@ -69,6 +77,7 @@ pub(crate) async fn decode_stage(
                 continue;
             }
         };
+        beat.working();
         match event {
             Some(SourceEvent::Chunk(chunk)) => {
                 let d = decoders.entry(chunk.partition).or_insert_with(|| {
@@ -109,6 +118,7 @@ pub(crate) async fn decode_stage(
                     None => Recovery::default(),
                 };
                 cuts.insert(partition, recovery.cuts.clone());
+                beat.waiting();
                 if tx.send(Stage::Assigned { source, partition, recovery }).await.is_err() {
                     return;
                 }
@@ -120,6 +130,7 @@ pub(crate) async fn decode_stage(
                         return;
                     }
                 }
+                beat.waiting();
                 if tx.send(Stage::Revoked { partitions, done }).await.is_err() {
                     return;
                 }

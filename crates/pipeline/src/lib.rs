@@ -44,17 +44,21 @@ use defender_core::{
         DecoderOutput,
         unknown::{DEFAULT_MAX_UNKNOWN_TABLES, UnknownTableNames},
     },
+    health::{Beat, Health},
 };
 use defender_sinks::{
     ArchiveSink, Durable,
     archive::{ArchiveError, Recovery},
-    sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink},
+    sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink, SinkWatch},
     store::Location,
 };
 use defender_sources::{ByteBudget, Positions, SourceError, SourceIo};
 use tokio::sync::{mpsc, watch};
 
 pub use crate::policy::Policy;
+
+/// The histogram of the sinks' time per epoch, seconds (`metrics` facade).
+pub const BATCH_SECONDS: &str = "defender_batch_seconds";
 
 /// Epochs queued between the decoder and the sinks.
 pub const EPOCH_QUEUE: usize = 4;
@@ -75,6 +79,12 @@ pub struct PipelineOptions {
     /// Distinct unknown tables the process keeps apart; records of later ones go to one
     /// overflow table (see `defender_core::decode::unknown`).
     pub max_unknown_tables: usize,
+    /// Where the source, decode and sink stages report their liveness, and the Sentinel sink
+    /// its refusals (for `/healthz` and `/readyz`).
+    pub health: Health,
+    /// A daemon's choice: when Sentinel refuses us permanently (403, 404, a refused
+    /// credential), hold the data and retry instead of failing the run (readiness fails).
+    pub hold_when_refused: bool,
 }
 
 impl Default for PipelineOptions {
@@ -86,6 +96,8 @@ impl Default for PipelineOptions {
             tick: Duration::from_secs(1),
             stop: watch::channel(false).1,
             max_unknown_tables: DEFAULT_MAX_UNKNOWN_TABLES,
+            health: Health::default(),
+            hold_when_refused: false,
         }
     }
 }
@@ -188,7 +200,7 @@ pub async fn run<S, F>(
     catalog: Arc<Catalog>,
     source: S,
     archive: ArchiveSink,
-    sentinel: Option<SentinelPath>,
+    mut sentinel: Option<SentinelPath>,
     options: PipelineOptions,
     progress: impl FnMut(&Progress) + Send + 'static,
 ) -> Result<RunReport, PipelineError>
@@ -198,6 +210,14 @@ where
 {
     let started = Instant::now();
     let front = Front::spawn(catalog.clone(), source, &options, Some(archive.location().clone()));
+    let beat = options.health.stage("sink");
+    if let Some(SentinelPath::Live(sink)) = &mut sentinel {
+        sink.watch(SinkWatch {
+            stage: beat.observer(),
+            condition: options.health.condition("sentinel"),
+            hold_when_refused: options.hold_when_refused,
+        });
+    }
     let epoch_rx = front.stages;
     let state = SinkState {
         archive,
@@ -208,7 +228,7 @@ where
         positions: front.positions,
         report: RunReport::default(),
     };
-    let sink = sink_stage(epoch_rx, state, options.tick, started, progress);
+    let sink = sink_stage(epoch_rx, state, options.tick, started, beat, progress);
     tokio::pin!(sink);
     let FrontTasks { mut source, decode } = front.tasks;
     let task = |e: tokio::task::JoinError| PipelineError::Task(e.to_string());
@@ -273,12 +293,14 @@ impl Front {
             budget: ByteBudget::new(options.budget_bytes),
             positions: positions.clone(),
             stop: options.stop.clone(),
+            beat: options.health.stage("source"),
         };
         let source = tokio::spawn(source(io));
         let names = Arc::new(UnknownTableNames::new(&catalog, options.max_unknown_tables));
         let limits =
             decode::DecodeLimits { flush: options.flush, tick: options.tick, max_pending_bytes: options.budget_bytes };
-        let decode = tokio::spawn(decode::decode_stage(catalog, names, source_rx, stage_tx, limits, archive));
+        let beat = options.health.stage("decode");
+        let decode = tokio::spawn(decode::decode_stage(catalog, names, source_rx, stage_tx, limits, archive, beat));
         Self { stages, positions, tasks: FrontTasks { source, decode } }
     }
 }
@@ -499,22 +521,28 @@ async fn sink_stage(
     mut state: SinkState,
     tick: Duration,
     started: Instant,
+    beat: Beat,
     mut progress: impl FnMut(&Progress),
 ) -> Result<RunReport, PipelineError> {
     let mut timer = tokio::time::interval(tick);
     loop {
+        beat.waiting();
         tokio::select! {
             stage = rx.recv() => match stage {
                 Some(Stage::Epoch(out)) => {
+                    beat.working();
                     let t = Instant::now();
                     state.epoch(out).await?;
+                    let seconds = t.elapsed().as_secs_f64();
+                    metrics::histogram!(BATCH_SECONDS).record(seconds);
                     state.report.sinks.epochs += 1;
-                    state.report.sinks.epoch_seconds += t.elapsed().as_secs_f64();
+                    state.report.sinks.epoch_seconds += seconds;
                 }
                 Some(Stage::Assigned { source, partition, recovery }) => {
                     state.archive.track(&source, partition, recovery);
                 }
                 Some(Stage::Revoked { partitions, done }) => {
+                    beat.working();
                     state.revoke(&partitions).await?;
                     // The source may have given up waiting: nothing to tell then.
                     let _ = done.send(());
@@ -522,6 +550,7 @@ async fn sink_stage(
                 None => break,
             },
             _ = timer.tick() => {
+                beat.working();
                 let durable = state.archive.poll(Instant::now()).await?;
                 state.durable(durable)?;
                 state.archive.release(&state.positions.committed(), &state.positions.take_revoked()).await?;

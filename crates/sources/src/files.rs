@@ -84,7 +84,7 @@ impl FileSource {
     /// sent, a chunk at a time, so a file of any size costs at most one chunk beyond the byte
     /// budget. Stops early (Ok) when the receiver is gone or `stop` is raised (between chunks).
     pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
-        let SourceIo { events: tx, budget, stop, .. } = io;
+        let SourceIo { events: tx, budget, stop, beat, .. } = io;
         for (partition, path) in self.files.iter().enumerate() {
             let partition = partition as u32;
             let source: Arc<str> = path.display().to_string().into();
@@ -96,6 +96,7 @@ impl FileSource {
                 .map_err(read_err)?;
             tracing::debug!(file = %source, "reading input");
             loop {
+                beat.working();
                 let (back, chunk) = tokio::task::spawn_blocking(move || {
                     let chunk = reader.next_chunk(CHUNK_BYTES);
                     (reader, chunk)
@@ -111,12 +112,14 @@ impl FileSource {
                     break;
                 }
                 let bytes = messages.iter().map(|m| m.1.len()).sum();
+                beat.waiting();
                 let permit = budget.acquire(bytes).await;
                 let c = Chunk { source: source.clone(), partition, messages, permit };
                 if tx.send(SourceEvent::Chunk(c)).await.is_err() {
                     return Ok(());
                 }
             }
+            beat.waiting();
             if tx.send(SourceEvent::PartitionEnd { partition }).await.is_err() {
                 return Ok(());
             }

@@ -32,6 +32,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use defender_core::health::StageObserver;
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
     client::OAuthToken,
@@ -293,6 +294,8 @@ impl KafkaSource {
         let mut last_commit = Instant::now();
         let mut last_flush = Instant::now();
         loop {
+            // The loop turns at least every POLL: a consumer thread stuck anywhere stops this.
+            io.beat.working();
             if *io.stop.borrow() || io.events.is_closed() {
                 break;
             }
@@ -407,6 +410,8 @@ struct Ctx {
     group: bool,
     chunk_bytes: usize,
     revoke_timeout: Duration,
+    /// The source stage's liveness, for the waits inside callbacks.
+    beat: StageObserver,
 }
 
 impl Ctx {
@@ -432,6 +437,7 @@ impl Ctx {
             group: config.group,
             chunk_bytes: config.chunk_bytes.max(1),
             revoke_timeout: config.revoke_timeout,
+            beat: io.beat.observer(),
         }
     }
 
@@ -631,6 +637,7 @@ impl Ctx {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         self.state().outbox.push_back(SourceEvent::Revoked { partitions: keys.to_vec(), done: done_tx });
         // Wait (bounded) for the pipeline to take the outbox and finish the partitions.
+        self.beat.waiting();
         let finished = loop {
             let sent = self.pump(false) && self.state().outbox.is_empty();
             if sent {
@@ -642,6 +649,7 @@ impl Ctx {
             #[allow(clippy::disallowed_methods)] // the consumer's own thread, inside a callback
             std::thread::sleep(Duration::from_millis(5));
         };
+        self.beat.working();
         let lost = self.group && consumer.assignment_lost();
         if self.group && !lost {
             self.commit(consumer, Some(keys), CommitMode::Sync);

@@ -21,6 +21,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use defender_core::health::{Beat, Health};
 use tokio::sync::{mpsc, watch};
 
 pub use budget::{ByteBudget, BytePermit};
@@ -37,6 +38,9 @@ pub struct SourceIo {
     /// Becomes `true` when the source should stop reading, hand its partitions back (a
     /// `Revoked` of all of them, so their data is finished and committed) and return.
     pub stop: watch::Receiver<bool>,
+    /// The source's liveness: `working` as its loop turns, `waiting` while it waits for room
+    /// in the pipeline (see `defender_core::health`).
+    pub beat: Beat,
 }
 
 impl SourceIo {
@@ -44,7 +48,8 @@ impl SourceIo {
     /// `stop`.
     pub fn new(events: mpsc::Sender<SourceEvent>, budget: ByteBudget) -> (Self, watch::Sender<bool>) {
         let (stop_tx, stop) = watch::channel(false);
-        (Self { events, budget, positions: Positions::default(), stop }, stop_tx)
+        let beat = Health::default().stage("source");
+        (Self { events, budget, positions: Positions::default(), stop, beat }, stop_tx)
     }
 }
 

@@ -14,8 +14,10 @@
 //! - transient errors and throttling are retried without limit (each retry logged at warn with
 //!   the request id, never the token): a stalled service stalls the batch, which is not acked,
 //!   which is the pipeline's backpressure. Configuration errors (403, 404, other 4xx), a 401
-//!   right after a token refresh, and credentials Entra refuses end `send` with an error: the
-//!   pipeline stops without acknowledging the batch;
+//!   right after a token refresh, and credentials Entra refuses end `send` with an error (the
+//!   pipeline stops without acknowledging the batch), unless the sink was told to hold
+//!   ([`SinkWatch::hold_when_refused`], a daemon): then it sets its readiness condition and
+//!   tries again every `retry.max` until the service accepts;
 //! - a retry after a timeout or a lost connection may duplicate rows (the service does not
 //!   deduplicate); rows carry `RecordId_CF` for that;
 //! - a permit of the DCR's semaphore is held only during a call, never while sleeping; the rate
@@ -28,6 +30,7 @@ use std::{
 };
 
 use arrow_schema::SchemaRef;
+use defender_core::health::{Condition, StageObserver};
 use defender_core::{Catalog, TableBatch};
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::sync::Semaphore;
@@ -271,6 +274,20 @@ pub struct SentinelSink {
     tokens: TokenSource,
     dcrs: HashMap<String, Arc<DcrLimits>>,
     encoders: Mutex<HashMap<Arc<str>, (SchemaRef, RowEncoder)>>,
+    watch: Option<SinkWatch>,
+}
+
+/// How a running pipeline watches the sink (see `defender_core::health`).
+#[derive(Debug, Clone)]
+pub struct SinkWatch {
+    /// The stage driving the sink: every answer is progress, every wait for a retry is excused.
+    pub stage: StageObserver,
+    /// Set while the service refuses us permanently (readiness), cleared by the next success.
+    pub condition: Condition,
+    /// A daemon's choice: on a permanent refusal (403, 404, a credential Entra refuses) hold the
+    /// batch and try again every `retry.max` instead of failing the run, so a fix on the Azure
+    /// side (a role assignment propagating, a DCR recreated) resumes it without a restart loop.
+    pub hold_when_refused: bool,
 }
 
 impl std::fmt::Debug for SentinelSink {
@@ -313,7 +330,31 @@ impl SentinelSink {
             });
         }
         let packer = Packer::new(config.pack, config.gzip_level);
-        Ok(Self { config, catalog, packer, services, tokens, dcrs, encoders: Mutex::new(HashMap::new()) })
+        Ok(Self { config, catalog, packer, services, tokens, dcrs, encoders: Mutex::new(HashMap::new()), watch: None })
+    }
+
+    /// Reports to a running pipeline's health (and, if asked, holds on permanent refusals).
+    pub fn watch(&mut self, watch: SinkWatch) {
+        self.watch = Some(watch);
+    }
+
+    /// A wait of `wait` for a retry: excused in the stage's liveness.
+    fn excuse(&self, wait: Duration) {
+        if let Some(w) = &self.watch {
+            w.stage.excuse(wait);
+        }
+    }
+
+    /// On a permanent refusal: `Some(wait)` when the sink holds and tries again after `wait`
+    /// (readiness fails meanwhile), None when the run should fail.
+    fn hold(&self, table: &str, error: &dyn std::fmt::Display) -> Option<Duration> {
+        let w = self.watch.as_ref().filter(|w| w.hold_when_refused)?;
+        let wait = self.config.retry.max;
+        w.condition.refused(&format!("table {table}: {error}"));
+        w.stage.excuse(wait);
+        tracing::error!(table, error = %error, wait_s = wait.as_secs(),
+            "sentinel refuses the call permanently: holding the data (not ready) and trying again");
+        Some(wait)
     }
 
     pub fn config(&self) -> &SentinelConfig {
@@ -389,9 +430,15 @@ impl SentinelSink {
             loop {
                 let current = match token {
                     Ok(t) => t,
-                    Err(e) if e.permanent => return Err(ClientError::Auth(e).into()),
+                    Err(e) if e.permanent => {
+                        let Some(wait) = self.hold(call.table, &e) else { return Err(ClientError::Auth(e).into()) };
+                        tokio::time::sleep(wait).await;
+                        token = self.tokens.token().await;
+                        continue;
+                    }
                     Err(e) => {
                         let wait = self.config.retry.backoff(attempt, &mut rng);
+                        self.excuse(wait);
                         tracing::warn!(table = %call.table, error = %e, wait_ms = wait.as_millis() as u64, "retrying token request");
                         attempt = attempt.saturating_add(1);
                         tokio::time::sleep(wait).await;
@@ -405,8 +452,15 @@ impl SentinelSink {
                     let _permit = call.limits.calls.acquire().await.expect("the semaphore is never closed");
                     self.services[call.dcr].post(call.dcr, &call.stream, &current, &id, gzip.clone()).await
                 };
+                if let Some(w) = &self.watch {
+                    // An answer, whatever it says, is the sink making progress.
+                    w.stage.working();
+                }
                 match retry::classify(&result, attempt, refreshed, &self.config.retry, &mut rng) {
                     Decision::Done => {
+                        if let Some(w) = &self.watch {
+                            w.condition.accepted();
+                        }
                         done.sent.rows += body.rows as u64;
                         done.sent.bodies += 1;
                         done.sent.bytes += gzip.len() as u64;
@@ -427,6 +481,7 @@ impl SentinelSink {
                         attempt = attempt.saturating_add(1);
                         // Only a 401 right after a refresh is permanent.
                         refreshed = false;
+                        self.excuse(after);
                         tokio::time::sleep(after).await;
                         token = self.tokens.token().await;
                     }
@@ -461,6 +516,13 @@ impl SentinelSink {
                     }
                     Decision::Fail => {
                         let error = result.expect_err("failure follows an error");
+                        if let Some(wait) = self.hold(call.table, &error) {
+                            tokio::time::sleep(wait).await;
+                            // A new token too: the refusal may be a role assigned since.
+                            (attempt, refreshed) = (0, false);
+                            token = self.tokens.refresh(&current).await;
+                            continue;
+                        }
                         tracing::error!(table = %call.table, dcr = %call.dcr, stream = %call.stream, request_id = %id, error = %error, "logs ingestion refused the call");
                         return Err(ClientError::Refused {
                             table: call.table.to_string(),
