@@ -24,6 +24,7 @@
 //!
 //! [tables.DeviceNetworkEvents]
 //! sentinel = true
+//! plan = "auxiliary"         # analytics (default) | basic | auxiliary: the Sentinel table's plan
 //! sentinel_filter = '''
 //! where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
 //! | project-away AdditionalFields
@@ -59,7 +60,10 @@
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use defender_core::{Catalog, FlushRule, billing::Prices};
+use defender_core::{
+    Catalog, FlushRule,
+    billing::{Prices, Tier},
+};
 use defender_pipeline::{PipelineOptions, Policy, policy::TableSettings};
 use defender_sinks::{
     ArchiveConfig,
@@ -179,7 +183,12 @@ pub enum AuthSection {
 /// What the Sentinel path of a run is.
 #[derive(Debug)]
 pub enum SentinelTarget {
-    DryRun { dir: String, pack: PackMode },
+    /// `plans`: the plan of each table sent to Sentinel.
+    DryRun {
+        dir: String,
+        pack: PackMode,
+        plans: BTreeMap<String, Tier>,
+    },
     Live(Box<SentinelConfig>),
 }
 
@@ -213,6 +222,10 @@ pub struct TableEntry {
     /// `Custom-<Table>_CL`).
     pub dcr_immutable_id: Option<String>,
     pub stream: Option<String>,
+    /// The plan of the table's Sentinel table (`analytics`, `basic`, `auxiliary`; default
+    /// `analytics`, or `tables.default.plan`): what `schemas dcr` creates it with, what the
+    /// estimate bills it at, and whose ingestion rules the sink follows.
+    pub plan: Option<Tier>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -458,12 +471,26 @@ impl Config {
                     sentinel: e.sentinel,
                     archive_filter: at(&e.archive_filter),
                     sentinel_filter: at(&e.sentinel_filter),
+                    plan: e.plan,
                 };
                 (name.clone(), s)
             })
             .collect();
         let catalog = Catalog::embedded();
         config.policy = Arc::new(Policy::new(&catalog, &settings)?);
+        for (name, e) in &config.tables {
+            let routes = config.policy.routes(&catalog, name);
+            if let Some(stream) = e.stream.as_deref().filter(|s| s.starts_with("Microsoft-"))
+                && routes.sentinel.enabled
+                && routes.plan == Tier::Auxiliary
+            {
+                bail!(
+                    "tables.{name}.plan: the Auxiliary plan is only for custom tables (`Custom-<name>_CL` streams) and \
+                     {name} goes to the built-in table of stream {stream:?}; built-in Azure tables do not support the \
+                     Auxiliary plan (Microsoft, \"Select a table plan\", 2025-08-29)"
+                );
+            }
+        }
         if let Some(s) = &config.sentinel {
             s.check(text, &catalog, &config.tables)?;
         }
@@ -538,7 +565,16 @@ impl Config {
         let Some(s) = &self.sentinel else { return Ok(None) };
         let own_endpoints = s.dcrs.values().any(|d| d.endpoint.is_some());
         match (&s.dry_run_dir, s.endpoint.is_some() || own_endpoints) {
-            (Some(dir), false) => return Ok(Some(SentinelTarget::DryRun { dir: dir.clone(), pack: s.pack.mode() })),
+            (Some(dir), false) => {
+                let plans = catalog
+                    .tables()
+                    .iter()
+                    .map(|t| (t.table.clone(), self.policy.routes(catalog, &t.table)))
+                    .filter(|(_, r)| r.sentinel.enabled)
+                    .map(|(t, r)| (t, r.plan))
+                    .collect();
+                return Ok(Some(SentinelTarget::DryRun { dir: dir.clone(), pack: s.pack.mode(), plans }));
+            }
             (None, true) => {}
             _ => bail!(
                 "[sentinel] needs exactly one of `dry_run_dir` (store the bodies) and endpoints to send to \
@@ -595,6 +631,7 @@ impl Config {
                 );
             }
             config = config.with_table(&t.table, &dcr, entry.and_then(|e| e.stream.as_deref()));
+            config = config.with_plan(&t.table, self.policy.routes(catalog, &t.table).plan);
         }
         config.validate().map_err(|e| anyhow::anyhow!("[sentinel]: {e}"))?;
         Ok(Some(SentinelTarget::Live(Box::new(config))))
@@ -1108,6 +1145,35 @@ method = "azure_cli"
         );
         let e = target_error(&TWO_DCRS.replace("[sentinel]\n", "[sentinel]\ndry_run_dir = \"out/sentinel\"\n"));
         assert!(e.starts_with("[sentinel] needs exactly one of `dry_run_dir`"), "{e}");
+    }
+
+    #[test]
+    fn each_table_sent_gets_its_plan_and_plan_mistakes_name_the_key() {
+        let text = TWO_DCRS.replace(
+            "[tables.DeviceNetworkEvents]\nsentinel = true\n",
+            "[tables.DeviceNetworkEvents]\nsentinel = true\nplan = \"auxiliary\"\n",
+        );
+        let c = live(&text);
+        assert_eq!(c.tables["DeviceNetworkEvents"].plan, Tier::Auxiliary);
+        assert_eq!(c.tables["DeviceProcessEvents"].plan, Tier::Analytics, "the default plan");
+        let c = live(&text.replace("[tables.EmailEvents]", "[tables.default]\nplan = \"basic\"\n[tables.EmailEvents]"));
+        assert_eq!(c.tables["EmailEvents"].plan, Tier::Basic, "tables.default.plan");
+        assert_eq!(c.tables["DeviceNetworkEvents"].plan, Tier::Auxiliary, "its own plan first");
+        let err = |text: &str| Config::parse(text).unwrap_err().to_string();
+        let e = err(&text.replace("\"auxiliary\"", "\"lake\""));
+        assert!(
+            e.starts_with(
+                "line 4, column 8: unknown variant `lake`, expected one of `analytics`, `basic`, `auxiliary`"
+            ),
+            "{e}"
+        );
+        let e = err("[tables.DeviceTvmSoftwareInventory]\nplan = \"basic\"\n");
+        assert!(e.starts_with("tables.DeviceTvmSoftwareInventory.plan: DeviceTvmSoftwareInventory is a Defender Vulnerability Management (TVM) table"), "{e}");
+        let e = err("[tables.DeviceEvents]\nplan = \"auxiliary\"\n");
+        assert!(e.starts_with("tables.DeviceEvents.plan: DeviceEvents is not sent to Sentinel"), "{e}");
+        let e = err(&text
+            .replace("plan = \"auxiliary\"\n", "plan = \"auxiliary\"\nstream = \"Microsoft-DeviceNetworkEvents\"\n"));
+        assert!(e.starts_with("tables.DeviceNetworkEvents.plan: the Auxiliary plan is only for custom tables"), "{e}");
     }
 
     #[test]

@@ -69,10 +69,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = match (config.sentinel_target(&catalog)?, config.policy.any_sentinel()) {
-        (Some(SentinelTarget::DryRun { dir, pack }), _) => {
+        (Some(SentinelTarget::DryRun { dir, pack, plans }), _) => {
             let location = store::open(&dir)?;
             eprintln!("sentinel (dry run): request bodies to {}", location.display);
-            Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack)))
+            Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack).with_plans(plans)))
         }
         (Some(SentinelTarget::Live(c)), _) => {
             let to: Vec<String> = c.endpoints().iter().map(|(dcr, endpoint)| format!("{dcr} at {endpoint}")).collect();

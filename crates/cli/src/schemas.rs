@@ -43,15 +43,17 @@ pub enum SchemasCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct DcrArgs {
-    /// The run config: its tables sent to Sentinel and their `sentinel_filter`s.
+    /// The run config: its tables sent to Sentinel, their `sentinel_filter`s and their `plan`s.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Apply each table's `sentinel_filter` in the DCR (as its `transformKql`) instead of in
     /// defender-ingest: the stream then declares every column and the table the kept ones.
     #[arg(long)]
     filter_in_dcr: bool,
-    /// The table plan of a table, as TABLE=analytics|basic|auxiliary (repeatable; default
-    /// analytics). An Auxiliary table cannot change plan later.
+    /// Without --config: the table plan of a table, as TABLE=analytics|basic|auxiliary
+    /// (repeatable; default analytics). With --config the plans are the config's
+    /// `tables.<Table>.plan`, the ones the sink follows, and this flag is refused. An Auxiliary
+    /// table cannot change plan later.
     #[arg(long = "plan", value_name = "TABLE=PLAN")]
     plans: Vec<String>,
     /// The data collection rules are named PREFIX-1, PREFIX-2, ...
@@ -81,11 +83,17 @@ pub fn schemas(cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
 fn dcr_template(args: &DcrArgs) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::embedded();
     let config = args.config.as_deref().map(Config::load).transpose()?;
+    if config.is_some() && !args.plans.is_empty() {
+        bail!(
+            "--plan with --config: the plans come from the config (`plan` in [tables.<Table>]), so that the tables \
+             are created with the plan the sink follows and the estimate bills; set them there"
+        );
+    }
     let mut plans = parse_plans(&args.plans)?;
     let mut tables = Vec::new();
     for schema in catalog.tables() {
         let Some(table) = dcr_table(&catalog, config.as_ref(), schema, args.filter_in_dcr)? else { continue };
-        let plan = plans.remove(&schema.table).unwrap_or(Plan::Analytics);
+        let plan = plans.remove(&schema.table).unwrap_or(table.plan);
         tables.push(DcrTable { plan, ..table });
     }
     if let Some(table) = plans.keys().next() {
@@ -138,10 +146,12 @@ fn dcr_table(
     let Some(config) = config else {
         return Ok((!schema.tvm && schema.streaming_api == "GA").then_some(all));
     };
-    let route = config.policy.routes(catalog, &schema.table).sentinel;
+    let routes = config.policy.routes(catalog, &schema.table);
+    let route = routes.sentinel;
     if !route.enabled {
         return Ok(None);
     }
+    let all = DcrTable { plan: routes.plan, ..all };
     let Some(filter) = route.filter else { return Ok(Some(all)) };
     let names: Vec<String> = policy::table_columns(schema).into_iter().map(|(n, _)| n).collect();
     let input: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -9,12 +9,17 @@
 //!   that path (reason `tvm`), and they reach the archive only when their own entry says
 //!   `archive = true` (the default entry does not apply to them);
 //! - unknown tables (no schema) follow the default for the archive and are never sent to
-//!   Sentinel (no stream is declared for them).
+//!   Sentinel (no stream is declared for them);
+//! - a table sent to Sentinel has a table plan (`plan`: Analytics, Basic, Auxiliary; default
+//!   Analytics, or the default entry's): the tier its custom table is created with, bills at and
+//!   whose ingestion rules the sink follows. A TVM table has none, and a table not sent to
+//!   Sentinel may not name one ([`PolicyError::TvmPlan`], [`PolicyError::PlanWithoutSentinel`]).
 
 use std::collections::BTreeMap;
 
 use defender_core::{
     Catalog,
+    billing::Tier,
     policy::{self, Filter},
 };
 
@@ -31,6 +36,9 @@ pub struct Route {
 pub struct TableRoutes {
     pub archive: Route,
     pub sentinel: Route,
+    /// The plan of the table's Sentinel (Log Analytics) table; meaningful when `sentinel` is
+    /// enabled.
+    pub plan: Tier,
     /// Why the Sentinel path is closed to this table whatever the config says (`tvm`,
     /// `unknown_table`), if it is.
     pub sentinel_refused: Option<&'static str>,
@@ -48,6 +56,8 @@ pub struct TableSettings {
     /// line and column), so errors point into the config.
     pub archive_filter: Option<(String, usize, usize)>,
     pub sentinel_filter: Option<(String, usize, usize)>,
+    /// The table plan of its Sentinel table.
+    pub plan: Option<Tier>,
 }
 
 /// A config mistake in the table policy.
@@ -59,6 +69,16 @@ pub enum PolicyError {
          (set `sentinel = false`, or `archive = true` to keep them in the archive)"
     )]
     TvmToSentinel { table: String },
+    #[error(
+        "tables.{table}.plan: {table} is a Defender Vulnerability Management (TVM) table: it is never sent to \
+         Sentinel, so it has no table plan (remove `plan`)"
+    )]
+    TvmPlan { table: String },
+    #[error(
+        "tables.{table}.plan: {table} is not sent to Sentinel, so it has no table plan (set `sentinel = true`, or \
+         remove `plan`)"
+    )]
+    PlanWithoutSentinel { table: String },
     #[error("tables.{table}: no table of that name (see `defender-ingest schemas list`; names are case-sensitive)")]
     UnknownTable { table: String },
     #[error(
@@ -100,11 +120,15 @@ impl Policy {
             }
             policy.default.archive.enabled = d.archive.unwrap_or(true);
             policy.default.sentinel.enabled = d.sentinel.unwrap_or(false);
+            policy.default.plan = d.plan.unwrap_or_default();
         }
         for (name, s) in settings.iter().filter(|(n, _)| n.as_str() != "default") {
             let schema = catalog.get(name).ok_or_else(|| PolicyError::UnknownTable { table: name.clone() })?;
             if schema.tvm && s.sentinel == Some(true) {
                 return Err(PolicyError::TvmToSentinel { table: name.clone() });
+            }
+            if schema.tvm && s.plan.is_some() {
+                return Err(PolicyError::TvmPlan { table: name.clone() });
             }
             let check =
                 |key: &'static str, f: &Option<(String, usize, usize)>| -> Result<Option<Filter>, PolicyError> {
@@ -122,15 +146,17 @@ impl Policy {
                 };
             // TVM tables are archived only when their own entry asks.
             let archive_default = policy.default.archive.enabled && !schema.tvm;
+            let sentinel = s.sentinel.unwrap_or(policy.default.sentinel.enabled) && !schema.tvm;
+            if s.plan.is_some() && !sentinel {
+                return Err(PolicyError::PlanWithoutSentinel { table: name.clone() });
+            }
             let routes = TableRoutes {
                 archive: Route {
                     enabled: s.archive.unwrap_or(archive_default),
                     filter: check("archive_filter", &s.archive_filter)?,
                 },
-                sentinel: Route {
-                    enabled: s.sentinel.unwrap_or(policy.default.sentinel.enabled) && !schema.tvm,
-                    filter: check("sentinel_filter", &s.sentinel_filter)?,
-                },
+                sentinel: Route { enabled: sentinel, filter: check("sentinel_filter", &s.sentinel_filter)? },
+                plan: s.plan.unwrap_or(policy.default.plan),
                 sentinel_refused: schema.tvm.then_some("tvm"),
                 count_dropped: schema.tvm,
             };
@@ -239,6 +265,42 @@ mod tests {
         let err = Policy::new(&catalog, &settings(&[("DeviceNetworkEvents", s)])).unwrap_err().to_string();
         assert!(err.starts_with("tables.DeviceNetworkEvents.archive_filter at line 4, column"), "{err}");
         assert!(err.contains("Nope"), "{err}");
+    }
+
+    #[test]
+    fn each_table_sent_has_its_plan_its_own_or_the_defaults() {
+        let catalog = Catalog::embedded();
+        let sent = |plan| TableSettings { sentinel: Some(true), plan, ..TableSettings::default() };
+        let policy = Policy::new(
+            &catalog,
+            &settings(&[
+                ("default", TableSettings { plan: Some(Tier::Basic), ..TableSettings::default() }),
+                ("DeviceNetworkEvents", sent(Some(Tier::Auxiliary))),
+                ("DeviceProcessEvents", sent(Some(Tier::Analytics))),
+                ("DeviceFileEvents", sent(None)),
+            ]),
+        )
+        .unwrap();
+        let plan = |t: &str| policy.routes(&catalog, t).plan;
+        assert_eq!(plan("DeviceNetworkEvents"), Tier::Auxiliary);
+        assert_eq!(plan("DeviceProcessEvents"), Tier::Analytics);
+        assert_eq!(plan("DeviceFileEvents"), Tier::Basic, "the default entry's");
+        let policy = Policy::new(&catalog, &settings(&[("DeviceFileEvents", sent(None))])).unwrap();
+        assert_eq!(policy.routes(&catalog, "DeviceFileEvents").plan, Tier::Analytics, "Analytics by default");
+    }
+
+    #[test]
+    fn a_plan_on_a_tvm_table_or_a_table_not_sent_is_rejected_with_the_reason() {
+        let catalog = Catalog::embedded();
+        let tvm = TableSettings { plan: Some(Tier::Basic), ..TableSettings::default() };
+        let err = Policy::new(&catalog, &settings(&[("DeviceTvmSoftwareInventory", tvm.clone())])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("tables.DeviceTvmSoftwareInventory.plan: DeviceTvmSoftwareInventory is a Defender Vulnerability Management (TVM) table"),
+            "{err}"
+        );
+        let err = Policy::new(&catalog, &settings(&[("DeviceEvents", tvm)])).unwrap_err();
+        assert_eq!(err, PolicyError::PlanWithoutSentinel { table: "DeviceEvents".into() });
+        assert!(err.to_string().contains("not sent to Sentinel"), "{err}");
     }
 
     #[test]

@@ -90,10 +90,11 @@ pub const DATETIME_BYTES: u64 = 28;
 pub const GUID_BYTES: u64 = 36;
 
 /// A Log Analytics table plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Analytics (the default plan; the Sentinel analytics tier).
+    #[default]
     Analytics,
     Basic,
     /// Auxiliary (Sentinel data lake, "lake-only").
@@ -110,6 +111,15 @@ impl Tier {
                 &["_ResourceId", "_SubscriptionId", "_ItemId", "_IsBillable", "_BilledSize", "_TenantId", "Type"]
             }
             Tier::Auxiliary => &["_ItemId", "_IsBillable", "_BilledSize"],
+        }
+    }
+
+    /// The plan's name in the run config (`analytics`, `basic`, `auxiliary`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Analytics => "analytics",
+            Tier::Basic => "basic",
+            Tier::Auxiliary => "auxiliary",
         }
     }
 

@@ -31,7 +31,7 @@ use std::{
 
 use arrow_schema::SchemaRef;
 use defender_core::health::{Condition, StageObserver};
-use defender_core::{Catalog, TableBatch};
+use defender_core::{Catalog, TableBatch, billing::Tier};
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::sync::Semaphore;
 
@@ -50,11 +50,14 @@ pub struct StreamTarget {
     pub dcr_immutable_id: String,
     /// The stream declared in the DCR; `None` means `Custom-<Table>_CL`.
     pub stream: Option<String>,
+    /// The plan of the table the stream goes to: its ingestion rules are followed (see
+    /// [`super::pack`] and [`super::rows`] for Auxiliary).
+    pub plan: Tier,
 }
 
 impl StreamTarget {
     pub fn new(dcr_immutable_id: impl Into<String>) -> Self {
-        Self { dcr_immutable_id: dcr_immutable_id.into(), stream: None }
+        Self { dcr_immutable_id: dcr_immutable_id.into(), stream: None, plan: Tier::Analytics }
     }
 
     /// The stream name for `table`.
@@ -124,8 +127,17 @@ impl SentinelConfig {
 
     /// Sends `table` to `stream` (default `Custom-<Table>_CL` when `None`) of `dcr`.
     pub fn with_table(mut self, table: &str, dcr: &str, stream: Option<&str>) -> Self {
-        let target = StreamTarget { dcr_immutable_id: dcr.into(), stream: stream.map(str::to_string) };
+        let plan = self.tables.get(table).map_or(Tier::Analytics, |t| t.plan);
+        let target = StreamTarget { dcr_immutable_id: dcr.into(), stream: stream.map(str::to_string), plan };
         self.tables.insert(table.into(), target);
+        self
+    }
+
+    /// Sets the plan of `table`'s Sentinel table (a table not added yet is ignored).
+    pub fn with_plan(mut self, table: &str, plan: Tier) -> Self {
+        if let Some(t) = self.tables.get_mut(table) {
+            t.plan = plan;
+        }
         self
     }
 
@@ -369,8 +381,17 @@ impl SentinelSink {
             .tables
             .get(&*batch.table)
             .ok_or_else(|| ClientError::UnmappedTable { table: batch.table.to_string() })?;
-        let (rows, truncated) = self.encode(batch)?;
-        let packed = self.packer.pack(&rows);
+        let (rows, truncated) = self.encode(batch, target.plan)?;
+        // Auxiliary calls must span less than 30 minutes: rows in time order make the fewest.
+        let (rows, order) = match target.plan {
+            Tier::Auxiliary => {
+                let (sorted, order) = rows.sorted_by_time();
+                (sorted, Some(order))
+            }
+            Tier::Analytics | Tier::Basic => (rows, None),
+        };
+        let packed = self.packer.for_plan(target.plan).pack(&rows);
+        let batch_row = |i: usize| order.as_ref().map_or(i, |o| o[i]);
         for r in &packed.rejected {
             tracing::warn!(table = %batch.table, row = r.row, reason = %r.reason, "row cannot be sent to sentinel");
         }
@@ -380,7 +401,11 @@ impl SentinelSink {
                 partition: batch.partition,
                 epoch: batch.last_offset,
                 rejected: packed.rejected.len() as u64,
-                rejected_rows: packed.rejected.iter().map(|r| RejectedRow::packed(&rows, r)).collect(),
+                rejected_rows: packed
+                    .rejected
+                    .iter()
+                    .map(|r| RejectedRow { row: batch_row(r.row), ..RejectedRow::packed(&rows, r) })
+                    .collect(),
                 truncated,
                 ..Sent::default()
             },
@@ -392,6 +417,7 @@ impl SentinelSink {
             stream: target.stream_for(&batch.table),
             limits: &self.dcrs[&target.dcr_immutable_id],
             rows: &rows,
+            order: order.as_deref(),
         };
         let results = futures::future::try_join_all(packed.bodies.into_iter().map(|b| self.deliver(&call, b))).await?;
         for part in &results {
@@ -400,7 +426,7 @@ impl SentinelSink {
         Ok(total)
     }
 
-    fn encode(&self, batch: &TableBatch) -> Result<(EncodedRows, u64), SentinelError> {
+    fn encode(&self, batch: &TableBatch, plan: Tier) -> Result<(EncodedRows, u64), SentinelError> {
         let schema = batch.batch.schema();
         let mut encoders = self.encoders.lock().expect("encoder lock poisoned");
         let stale = encoders.get(&batch.table).is_none_or(|(s, _)| *s != schema);
@@ -409,7 +435,7 @@ impl SentinelSink {
                 .catalog
                 .get(&batch.table)
                 .ok_or_else(|| SentinelError::UnknownTable { table: batch.table.to_string() })?;
-            let encoder = RowEncoder::new(table, &schema)?;
+            let encoder = RowEncoder::new(table, &schema)?.with_table_plan(plan);
             encoders.insert(batch.table.clone(), (schema, encoder));
         }
         let (_, encoder) = encoders.get_mut(&batch.table).expect("inserted above");
@@ -504,7 +530,7 @@ impl SentinelSink {
                             );
                             done.sent.rejected += 1;
                             done.sent.rejected_rows.push(RejectedRow {
-                                row: body.first_row,
+                                row: call.order.map_or(body.first_row, |o| o[body.first_row]),
                                 reason: format!(
                                     "refused as too large (413) on its own: {} bytes of json",
                                     body.uncompressed_len
@@ -546,6 +572,8 @@ struct Call<'a> {
     stream: String,
     limits: &'a DcrLimits,
     rows: &'a EncodedRows,
+    /// For rows packed in another order than the batch's: each row's index in the batch.
+    order: Option<&'a [usize]>,
 }
 
 #[cfg(test)]

@@ -4,12 +4,17 @@
 //!
 //! It shows a SOC, and lets tests check, exactly which rows and columns the policy sends and
 //! what the bodies look like, before any DCR exists. Names come from the source positions, so
-//! a replay rewrites the same files. A body is durable once stored (one put).
+//! a replay rewrites the same files. A body is durable once stored (one put). Tables of the
+//! Auxiliary plan ([`DryRunSink::with_plans`]) are encoded and packed as the live sink sends
+//! them (rows in time order, bodies within the 30-minute window).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use arrow_schema::SchemaRef;
-use defender_core::{Catalog, TableBatch};
+use defender_core::{Catalog, TableBatch, billing::Tier};
 use object_store::{ObjectStoreExt, PutPayload, path::Path};
 
 use super::{EncodedRows, PackMode, Packer, RowEncoder, SentinelError};
@@ -58,6 +63,8 @@ pub struct DryRunSink {
     packer: Packer,
     encoders: HashMap<Arc<str>, (SchemaRef, RowEncoder)>,
     rows: EncodedRows,
+    /// Per table, the plan of its Sentinel table (Analytics when absent).
+    plans: BTreeMap<String, Tier>,
 }
 
 impl std::fmt::Debug for DryRunSink {
@@ -68,7 +75,20 @@ impl std::fmt::Debug for DryRunSink {
 
 impl DryRunSink {
     pub fn new(location: Location, catalog: Arc<Catalog>, mode: PackMode) -> Self {
-        Self { location, catalog, packer: Packer::new(mode, 6), encoders: HashMap::new(), rows: EncodedRows::new() }
+        Self {
+            location,
+            catalog,
+            packer: Packer::new(mode, 6),
+            encoders: HashMap::new(),
+            rows: EncodedRows::new(),
+            plans: BTreeMap::new(),
+        }
+    }
+
+    /// The plan of each table's Sentinel table (tables not given: Analytics).
+    pub fn with_plans(mut self, plans: BTreeMap<String, Tier>) -> Self {
+        self.plans = plans;
+        self
     }
 
     pub fn location(&self) -> &Location {
@@ -78,19 +98,25 @@ impl DryRunSink {
     /// Encodes, packs and stores one batch (already filtered and projected by the policy).
     pub async fn write(&mut self, batch: &TableBatch) -> Result<Sent, SentinelError> {
         let schema = batch.batch.schema();
+        let plan = self.plans.get(&*batch.table).copied().unwrap_or_default();
         let stale = self.encoders.get(&batch.table).is_none_or(|(s, _)| *s != schema);
         if stale {
             let table = self
                 .catalog
                 .get(&batch.table)
                 .ok_or_else(|| SentinelError::UnknownTable { table: batch.table.to_string() })?;
-            let encoder = RowEncoder::new(table, &schema)?;
+            let encoder = RowEncoder::new(table, &schema)?.with_table_plan(plan);
             self.encoders.insert(batch.table.clone(), (schema, encoder));
         }
         let (_, encoder) = self.encoders.get_mut(&batch.table).expect("inserted above");
         self.rows.clear();
         let stats = encoder.encode(&batch.batch, &mut self.rows)?;
-        let packed = self.packer.pack(&self.rows);
+        let order = (plan == Tier::Auxiliary).then(|| {
+            let (sorted, order) = self.rows.sorted_by_time();
+            self.rows = sorted;
+            order
+        });
+        let packed = self.packer.for_plan(plan).pack(&self.rows);
         for r in &packed.rejected {
             tracing::warn!(table = %batch.table, row = r.row, reason = %r.reason, "row cannot be sent to sentinel");
         }
@@ -101,7 +127,14 @@ impl DryRunSink {
             partition: batch.partition,
             epoch: batch.last_offset,
             rejected: packed.rejected.len() as u64,
-            rejected_rows: packed.rejected.iter().map(|r| RejectedRow::packed(&self.rows, r)).collect(),
+            rejected_rows: packed
+                .rejected
+                .iter()
+                .map(|r| RejectedRow {
+                    row: order.as_ref().map_or(r.row, |o| o[r.row]),
+                    ..RejectedRow::packed(&self.rows, r)
+                })
+                .collect(),
             truncated: stats.truncated_total(),
             ..Sent::default()
         };

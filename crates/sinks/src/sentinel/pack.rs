@@ -13,12 +13,22 @@
 //!   to learn its exact size; if the row still does not fit, the body is closed. As a last guard a
 //!   finished body over the limit is re-packed in halves, so no body ever exceeds it.
 //!
+//! With a time window ([`Packer::with_time_window`]; [`Packer::for_plan`] sets
+//! [`AUXILIARY_MAX_SPAN`] for Auxiliary tables) a body also ends before a row that would make
+//! its rows' `TimeGenerated` ([`EncodedRows::time`]) span the window or more: the Logs Ingestion
+//! API refuses an Auxiliary call whose rows span more than 30 minutes
+//! (`RecordsTimeRangeIsMoreThan30Minutes`, a "known limitation" of tables without a
+//! transformation, Microsoft's "Logs Ingestion API" overview). The packer keeps rows in the order
+//! given, so rows sorted by time ([`EncodedRows::sorted_by_time`]) make the fewest bodies; a row
+//! far in the past or future then ends up in a body of its own window.
+//!
 //! Invariants: bodies cover contiguous row ranges in order, each row is in exactly one body or in
 //! [`Packed::rejected`] (a row that cannot fit alone under a limit: reported with its reason,
 //! never dropped silently), and a rejected row ends the body before it.
 
-use std::{io::Write, ops::Range};
+use std::{io::Write, ops::Range, time::Duration};
 
+use defender_core::billing::Tier;
 use flate2::{Compression, write::GzEncoder};
 
 use super::rows::EncodedRows;
@@ -100,21 +110,51 @@ fn deflate_bound(n: usize) -> usize {
     n + n / 1024 + 64
 }
 
+/// The time window of an Auxiliary table's calls: their rows' `TimeGenerated` span less.
+pub const AUXILIARY_MAX_SPAN: Duration = Duration::from_secs(30 * 60);
+
 /// Packs encoded rows into request bodies.
 #[derive(Debug, Clone)]
 pub struct Packer {
     mode: PackMode,
     level: Compression,
+    /// A body's rows span less than this many nanoseconds of `TimeGenerated`.
+    window: Option<i64>,
 }
 
 impl Packer {
     /// `level` is the gzip level, 0 (store) to 9 (best); higher values are taken as 9.
     pub fn new(mode: PackMode, level: u32) -> Self {
-        Self { mode, level: Compression::new(level.min(9)) }
+        Self { mode, level: Compression::new(level.min(9)), window: None }
+    }
+
+    /// Bodies whose rows span less than `window` of `TimeGenerated` (`None`: any span).
+    pub fn with_time_window(mut self, window: Option<Duration>) -> Self {
+        self.window = window.map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX).max(1));
+        self
+    }
+
+    /// This packer with the window a table of `plan` needs: [`AUXILIARY_MAX_SPAN`] for
+    /// Auxiliary, none for the others.
+    pub fn for_plan(&self, plan: Tier) -> Self {
+        self.clone().with_time_window((plan == Tier::Auxiliary).then_some(AUXILIARY_MAX_SPAN))
     }
 
     pub fn mode(&self) -> PackMode {
         self.mode
+    }
+
+    /// The time window, if any.
+    pub fn time_window(&self) -> Option<Duration> {
+        self.window.map(|w| Duration::from_nanos(w as u64))
+    }
+
+    /// Whether a body whose rows' times are within `span` can take a row of time `t`.
+    fn in_window(&self, span: Option<(i64, i64)>, t: i64) -> bool {
+        match (self.window, span) {
+            (Some(w), Some((lo, hi))) => (hi.max(t) as i128 - lo.min(t) as i128) < w as i128,
+            _ => true,
+        }
     }
 
     /// Packs all rows.
@@ -146,20 +186,23 @@ impl Packer {
 
     fn pack_uncompressed(&self, rows: &EncodedRows, range: Range<usize>, max: usize, packed: &mut Packed) {
         // `size`: bytes of `[` + rows + commas so far (0 for an empty body); the body is size + 1.
-        let (mut start, mut size) = (range.start, 0);
+        // `span`: the earliest and latest time of its rows.
+        let (mut start, mut size, mut span) = (range.start, 0, None);
         for i in range.clone() {
             let len = rows.row(i).len();
             if len + 2 > max {
                 self.flush(rows, start..i, packed);
                 packed.rejected.push(Rejected { row: i, reason: RejectReason::TooLarge { bytes: len, limit: max } });
-                (start, size) = (i + 1, 0);
+                (start, size, span) = (i + 1, 0, None);
                 continue;
             }
-            if size != 0 && size + len + 2 > max {
+            let t = rows.time(i);
+            if size != 0 && (size + len + 2 > max || !self.in_window(span, t)) {
                 self.flush(rows, start..i, packed);
-                (start, size) = (i, 0);
+                (start, size, span) = (i, 0, None);
             }
             size += len + 1;
+            span = Some(span.map_or((t, t), |(lo, hi): (i64, i64)| (lo.min(t), hi.max(t))));
         }
         self.flush(rows, start..range.end, packed);
     }
@@ -188,14 +231,17 @@ impl Packer {
                 packed.rejected.push(Rejected { row: i, reason });
                 continue;
             }
+            let t = rows.time(i);
             if let Some(body) = &mut open {
                 let room = body.json_len + len + 2 <= max_json
+                    && self.in_window(body.span, t)
                     && (body.fits(len, max_wire) || {
                         body.sync_flush();
                         body.fits(len, max_wire)
                     });
                 if room {
                     body.append(b",", row);
+                    body.span = body.span.map(|(lo, hi)| (lo.min(t), hi.max(t)));
                     continue;
                 }
                 self.close(rows, open.take(), max_wire, packed);
@@ -203,6 +249,7 @@ impl Packer {
             if GZIP_OVERHEAD + deflate_bound(len + 2) <= max_wire {
                 let mut body = OpenBody::new(i, self.level);
                 body.append(b"[", row);
+                body.span = Some((t, t));
                 open = Some(body);
             } else {
                 // Too large for the bound alone: it may still compress under the limit.
@@ -261,11 +308,21 @@ struct OpenBody {
     flushed_out: usize,
     /// Input written since the last sync flush.
     pending: usize,
+    /// The earliest and latest time of its rows (kept by the packer).
+    span: Option<(i64, i64)>,
 }
 
 impl OpenBody {
     fn new(first_row: usize, level: Compression) -> Self {
-        Self { gz: GzEncoder::new(Vec::new(), level), first_row, rows: 0, json_len: 0, flushed_out: 0, pending: 0 }
+        Self {
+            gz: GzEncoder::new(Vec::new(), level),
+            first_row,
+            rows: 0,
+            json_len: 0,
+            flushed_out: 0,
+            pending: 0,
+            span: None,
+        }
     }
 
     /// Whether `,` + a row of `len` bytes + the closing `]` surely fit under `max_wire`.

@@ -7,7 +7,8 @@
 //! - `TimeGenerated` is the row's `Timestamp`, else its `_EnvelopeTime`, else the time of the
 //!   `encode` call (ingestion time, counted in [`EncodeStats::clock_time`]);
 //! - datetimes are ISO 8601 UTC with exactly 7 fractional digits (100 ns ticks, Defender's own
-//!   precision) and `Z`: `2026-11-20T10:30:00.1234567Z`;
+//!   precision) and `Z`: `2026-11-20T10:30:00.1234567Z`; each row's `TimeGenerated`, as written,
+//!   is kept next to its JSON ([`EncodedRows::time`]) for packing by time;
 //! - integers are written exactly (never through `f64`, Defender longs exceed 2^53); reals with
 //!   `ryu`; bools as `true`/`false`; strings and guids as escaped JSON strings;
 //! - dynamic columns (`dynamic` in the table schema, and `_Extra`) hold JSON text: embedded as raw
@@ -25,6 +26,13 @@
 //!   received, `defender_core::decode::record_id`), written last. A batch without that column
 //!   gets the xxh3-128 hash (32 lowercase hex digits) of the row's JSON as written up to that
 //!   point, seeded by the xxh3-64 hash of the table name (ingestion time left out).
+//!
+//! For a table of the **Auxiliary** plan ([`RowEncoder::with_table_plan`]) values are shaped as
+//! that plan takes them: nested JSON only into `dynamic` columns (Microsoft's Logs Ingestion
+//! limits: Auxiliary tables take nested JSON only into `dynamic` columns, else 400 "malformed
+//! JSON"), so `_Extra`, declared `string`, goes as a JSON string; and `TimeGenerated` with 6
+//! fractional digits ("Set up a table with the Auxiliary plan", 2025-06-16: "The `TimeGenerated`
+//! column only supports the ISO 8601 format with 6 decimal places"), cut to the microsecond.
 //!
 //! Supported Arrow types (what [`ColumnType::arrow_type`] produces, and close relatives): Int32,
 //! Int64, Float32, Float64, Boolean, Timestamp (any unit; the value is a UTC instant), Utf8,
@@ -44,6 +52,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Schema, TimeUnit};
 use defender_core::{
     ColumnType, TableSchema,
+    billing::Tier,
     schema::{COL_ENVELOPE_TIME, COL_EXTRA, COL_TIMESTAMP, sentinel_name},
 };
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128_with_seed};
@@ -57,6 +66,8 @@ use super::{COL_RECORD_ID, MAX_FIELD_BYTES, SentinelError, TIME_GENERATED};
 pub struct EncodedRows {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Each row's `TimeGenerated` as written, UTC nanoseconds since the epoch.
+    times: Vec<i64>,
 }
 
 impl EncodedRows {
@@ -81,6 +92,30 @@ impl EncodedRows {
         &self.bytes[self.range(i)]
     }
 
+    /// The `TimeGenerated` of row `i` as written (UTC nanoseconds since the epoch).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn time(&self, i: usize) -> i64 {
+        self.times[i]
+    }
+
+    /// The same rows ordered by `TimeGenerated` (stable: rows of the same time keep their
+    /// order), and for each of them its index here.
+    pub fn sorted_by_time(&self) -> (EncodedRows, Vec<usize>) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&i| self.times[i]);
+        let mut out = EncodedRows {
+            bytes: Vec::with_capacity(self.bytes.len()),
+            ends: Vec::with_capacity(self.len()),
+            times: Vec::with_capacity(self.len()),
+        };
+        for &i in &order {
+            out.push(self.row(i), self.times[i]);
+        }
+        (out, order)
+    }
+
     fn range(&self, i: usize) -> Range<usize> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         start..self.ends[i]
@@ -99,13 +134,15 @@ impl EncodedRows {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
+        self.times.clear();
     }
 
-    /// Appends an already encoded row (a JSON object; the caller vouches for it), e.g. a row kept
-    /// from an earlier attempt.
-    pub fn push(&mut self, row: &[u8]) {
+    /// Appends an already encoded row (a JSON object; the caller vouches for it) whose
+    /// `TimeGenerated` is `time` (UTC nanoseconds), e.g. a row kept from an earlier attempt.
+    pub fn push(&mut self, row: &[u8], time: i64) {
         self.bytes.extend_from_slice(row);
         self.ends.push(self.bytes.len());
+        self.times.push(time);
     }
 }
 
@@ -151,6 +188,8 @@ struct Plan {
     arrow_name: String,
     data_type: DataType,
     kind: Kind,
+    /// A column holding JSON that the stream declares `string` (`_Extra`).
+    declared_string: bool,
 }
 
 /// Turns the rows of one table's batches into Logs Ingestion JSON (see the module docs).
@@ -165,6 +204,8 @@ pub struct RowEncoder {
     /// `,"RecordId_CF":"`.
     record_key: Vec<u8>,
     truncated: Vec<u64>,
+    /// Fractional digits of `TimeGenerated`: 7, or 6 for Auxiliary.
+    time_digits: u32,
 }
 
 impl RowEncoder {
@@ -185,6 +226,7 @@ impl RowEncoder {
                     arrow_name: name.clone(),
                     data_type: field.data_type().clone(),
                     kind: Kind::Id,
+                    declared_string: false,
                 });
                 continue;
             }
@@ -196,7 +238,9 @@ impl RowEncoder {
             if !seen.insert(sentinel.to_ascii_lowercase()) {
                 return Err(SentinelError::DuplicateName { table: table.table.clone(), name: sentinel });
             }
-            let dynamic = column.map_or(name == COL_EXTRA, |c| c.ty == ColumnType::Dynamic);
+            // `_Extra` is declared `string` in the stream; what it holds is JSON.
+            let extra = name == COL_EXTRA;
+            let dynamic = column.map_or(extra, |c| c.ty == ColumnType::Dynamic);
             let kind = match field.data_type() {
                 DataType::Int32 | DataType::Int64 => Kind::Int,
                 DataType::Float32 | DataType::Float64 => Kind::Real,
@@ -216,7 +260,14 @@ impl RowEncoder {
             key.push(b',');
             write_str(&mut key, &sentinel);
             key.push(b':');
-            plans.push(Plan { key, sentinel, arrow_name: name.clone(), data_type: field.data_type().clone(), kind });
+            plans.push(Plan {
+                key,
+                sentinel,
+                arrow_name: name.clone(),
+                data_type: field.data_type().clone(),
+                kind,
+                declared_string: extra && column.is_none(),
+            });
         }
         let time_sources = [COL_TIMESTAMP, COL_ENVELOPE_TIME]
             .iter()
@@ -232,7 +283,24 @@ impl RowEncoder {
             plans,
             time_sources,
             record_key,
+            time_digits: 7,
         })
+    }
+
+    /// Shapes values as a table of `plan` takes them (see the module docs): for Auxiliary, JSON
+    /// only into `dynamic` columns and `TimeGenerated` to the microsecond; the other plans take
+    /// what [`Self::new`] writes.
+    pub fn with_table_plan(mut self, plan: Tier) -> Self {
+        let auxiliary = plan == Tier::Auxiliary;
+        self.time_digits = if auxiliary { 6 } else { 7 };
+        for p in &mut self.plans {
+            if p.declared_string && p.kind == Kind::Dynamic && auxiliary {
+                p.kind = Kind::Str;
+            } else if p.declared_string && p.kind == Kind::Str && !auxiliary {
+                p.kind = Kind::Dynamic;
+            }
+        }
+        self
     }
 
     /// The Sentinel column names this encoder writes, in order (without `TimeGenerated` and
@@ -307,11 +375,13 @@ impl RowEncoder {
         let start = buf.len();
         buf.extend_from_slice(b"{\"TimeGenerated\":\"");
         let event_time = self.time_sources.iter().find_map(|&i| columns[i].time(row));
-        write_datetime(
-            buf,
-            event_time.unwrap_or((now_nanos.div_euclid(1_000_000_000), now_nanos.rem_euclid(1_000_000_000) as u32)),
-        );
+        let (secs, nanos) =
+            event_time.unwrap_or((now_nanos.div_euclid(1_000_000_000), now_nanos.rem_euclid(1_000_000_000) as u32));
+        let unit = 10u32.pow(9 - self.time_digits);
+        let nanos = nanos - nanos % unit;
+        write_datetime_digits(buf, (secs, nanos), self.time_digits);
         buf.push(b'"');
+        out.times.push(secs.saturating_mul(1_000_000_000).saturating_add(i64::from(nanos)));
         // Ingestion time is not part of the record: keep it out of the id.
         let hash_from = if event_time.is_some() { start } else { buf.len() };
         if event_time.is_none() {
@@ -531,7 +601,12 @@ pub(crate) fn write_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes `YYYY-MM-DDTHH:MM:SS.fffffffZ` (UTC, 7 fractional digits, truncated to 100 ns).
-pub(crate) fn write_datetime(buf: &mut Vec<u8>, (secs, nanos): (i64, u32)) {
+pub(crate) fn write_datetime(buf: &mut Vec<u8>, t: (i64, u32)) {
+    write_datetime_digits(buf, t, 7);
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS.<digits>Z` (UTC, `digits` fractional digits, 1 to 9, truncated).
+fn write_datetime_digits(buf: &mut Vec<u8>, (secs, nanos): (i64, u32), digits: u32) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -551,7 +626,7 @@ pub(crate) fn write_datetime(buf: &mut Vec<u8>, (secs, nanos): (i64, u32)) {
     buf.push(b':');
     push_digits(buf, (sod % 60) as u64, 2);
     buf.push(b'.');
-    push_digits(buf, u64::from(nanos / 100), 7);
+    push_digits(buf, u64::from(nanos / 10u32.pow(9 - digits)), digits as usize);
     buf.push(b'Z');
 }
 

@@ -345,7 +345,7 @@ fn rows_of(sizes: &[usize], repetitive: bool) -> EncodedRows {
             row.push(if repetitive { b'a' } else { b'a' + (seed >> 59) as u8 % 26 });
         }
         row.extend_from_slice(b"\"}");
-        rows.push(&row);
+        rows.push(&row, 0);
     }
     rows
 }
@@ -525,3 +525,5 @@ proptest! {
         }
     }
 }
+
+mod plans;
