@@ -17,7 +17,10 @@
 //! 8. body on the wire ≤ `max_wire_bytes`, else 413 `ContentLengthLimitExceeded`;
 //! 9. gzip decodes, else 400 `InvalidContentEncoding`; decoded ≤ `max_decompressed_bytes`, else 413;
 //! 10. body is UTF-8 JSON, an array of objects, else 400 `InvalidJson` / `InvalidPayload`;
-//! 11. every key a declared column (when `reject_unknown_columns`), else 400 `InvalidColumns`.
+//! 11. every key a declared column (when `reject_unknown_columns`), else 400 `InvalidColumns`;
+//! 12. for a stream whose table has the Auxiliary plan ([`crate::plans`]): nested JSON only into
+//!     `dynamic` columns, else 400 `MalformedJson`; without a transformation, rows spanning less
+//!     than 30 minutes of `TimeGenerated`, else 400 `RecordsTimeRangeIsMoreThan30Minutes`.
 //!
 //! Success is 204 without a body; the rows are then recorded. The error codes are in Azure's
 //! `{"error":{"code","message"}}` envelope; the codes themselves are not documented (UNVERIFIED),
@@ -221,6 +224,9 @@ async fn validate(
     let rows = parse_rows(&json, log)?;
     if config.reject_unknown_columns {
         check_columns(&rows, columns)?;
+    }
+    if let Some(rules) = config.rules.get(&log.stream) {
+        crate::plans::check(&rows, rules).map_err(|(code, message)| reject(400, code, message))?;
     }
     Ok(rows)
 }

@@ -13,6 +13,7 @@
 //! appended to [`TestServer::requests`]; secrets and tokens are never logged or printed.
 
 pub mod ingest;
+pub mod plans;
 pub mod tls;
 pub mod token;
 
@@ -32,6 +33,8 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
+
+pub use plans::{StreamRules, TablePlan, rules_from_template};
 
 /// One JSON row as accepted by the server.
 pub type Row = Map<String, Value>;
@@ -79,6 +82,10 @@ pub struct ServerConfig {
     /// `client_assertion` JWT (RS256 or PS256) signed with its key, as
     /// `ClientCertificateCredential` sends; default None (client secret only).
     pub client_certificate_pem: Option<String>,
+    /// Per stream name, the plan of its table and what that plan refuses ([`plans`]); a stream
+    /// not listed is an Analytics one. Default empty; [`rules_from_template`] fills it from the
+    /// generated ARM template.
+    pub rules: BTreeMap<String, StreamRules>,
 }
 
 impl ServerConfig {
@@ -99,7 +106,14 @@ impl ServerConfig {
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             reject_unknown_columns: true,
             client_certificate_pem: None,
+            rules: BTreeMap::new(),
         }
+    }
+
+    /// The same, with the stream rules of `template` (see [`rules_from_template`]).
+    pub fn with_template(mut self, template: &Value) -> Result<Self, String> {
+        self.rules = rules_from_template(template)?;
+        Ok(self)
     }
 }
 
@@ -115,6 +129,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_decompressed_bytes", &self.max_decompressed_bytes)
             .field("reject_unknown_columns", &self.reject_unknown_columns)
             .field("client_certificate_pem", &self.client_certificate_pem.as_ref().map(|_| "<certificate>"))
+            .field("rules", &self.rules)
             .finish()
     }
 }

@@ -40,6 +40,14 @@ struct Args {
     /// Accept rows with undeclared columns instead of answering 400.
     #[arg(long)]
     allow_unknown_columns: bool,
+    /// The ARM template `defender-ingest schemas dcr` wrote: each stream's table plan, column
+    /// types and transformation, whose rules the server then enforces (Auxiliary tables).
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// The table plan of a stream, as STREAM=Analytics|Basic|Auxiliary (repeatable; over the
+    /// template's). Without the template's column types, nested JSON is not checked.
+    #[arg(long = "plan", value_name = "STREAM=PLAN")]
+    plans: Vec<String>,
 }
 
 #[tokio::main]
@@ -55,6 +63,16 @@ async fn main() -> Result<()> {
     config.max_decompressed_bytes = args.max_decompressed_bytes;
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
     config.reject_unknown_columns = !args.allow_unknown_columns;
+    if let Some(path) = &args.template {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let template: serde_json::Value = serde_json::from_str(&text).context("parsing the template")?;
+        config = config.with_template(&template).map_err(anyhow::Error::msg).context("the template")?;
+    }
+    for p in &args.plans {
+        let (stream, plan) = p.split_once('=').with_context(|| format!("--plan {p}: expected STREAM=PLAN"))?;
+        let plan = plan.parse().map_err(anyhow::Error::msg).with_context(|| format!("--plan {p}"))?;
+        config.rules.entry(stream.to_string()).or_default().plan = plan;
+    }
 
     let server = TestServer::start(config).await.context("starting the server")?;
     std::fs::write(&args.ca_out, &server.ca_pem).with_context(|| format!("writing {}", args.ca_out.display()))?;

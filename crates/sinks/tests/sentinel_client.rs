@@ -383,3 +383,96 @@ async fn two_dcrs_with_their_own_endpoints_each_receive_exactly_their_tables_row
         assert!(requests.iter().all(|r| r.status == 204 && r.dcr == dcr && r.stream == stream), "{requests:?}");
     }
 }
+
+/// The strict server's rules for `table` as an Auxiliary table without transformation: its
+/// declared columns with their types (`Extra_CF` a string, as `schemas dcr` declares it).
+fn auxiliary_rules(catalog: &Catalog, table: &str) -> defender_ingestion_server::StreamRules {
+    let schema = catalog.get(table).unwrap();
+    let mut types: BTreeMap<String, String> = defender_core::policy::table_columns(schema)
+        .into_iter()
+        .map(|(name, ty)| {
+            let sentinel = schema.columns.iter().find(|c| c.name == name).map_or_else(
+                || defender_core::schema::sentinel_name(&name),
+                |c| {
+                    if c.sentinel_name.is_empty() {
+                        defender_core::schema::sentinel_name(&name)
+                    } else {
+                        c.sentinel_name.clone()
+                    }
+                },
+            );
+            (sentinel, defender_core::dcr::declared_type(ty).to_string())
+        })
+        .collect();
+    types.insert(TIME_GENERATED.into(), "datetime".into());
+    types.insert("RecordId_CF".into(), "string".into());
+    defender_ingestion_server::StreamRules {
+        plan: defender_ingestion_server::TablePlan::Auxiliary,
+        types,
+        transformed: false,
+    }
+}
+
+/// `n` rows of [`batch`] whose `Timestamp`s spread over `hours`, out of order, and whose `_Extra`
+/// holds a JSON object.
+fn spread_batch(catalog: &Catalog, n: usize, hours: i64) -> TableBatch {
+    let mut b = batch(catalog, n, 40, 0);
+    let schema = b.batch.schema();
+    let step = hours * 3_600_000_000_000 / n as i64;
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(b.batch.columns())
+        .map(|(f, c)| -> ArrayRef {
+            match f.name().as_str() {
+                "Timestamp" => Arc::new(
+                    TimestampNanosecondArray::from_iter_values(
+                        (0..n).map(|i| 1_763_634_600_000_000_000 + ((i * 7919) % n) as i64 * step),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                "_Extra" => {
+                    Arc::new(StringArray::from_iter_values((0..n).map(|i| format!(r#"{{"RemotePort":"-{i}"}}"#))))
+                }
+                _ => c.clone(),
+            }
+        })
+        .collect();
+    b.batch = RecordBatch::try_new(schema, columns).unwrap();
+    b
+}
+
+#[tokio::test]
+async fn an_auxiliary_table_gets_hours_of_rows_through_in_calls_the_service_accepts() {
+    let catalog = Catalog::embedded();
+    let rules = auxiliary_rules(&catalog, TABLE);
+    let aux = rules.clone();
+    let s = setup_with(
+        move |c| {
+            c.rules.insert(STREAM.into(), aux);
+        },
+        |c| *c = c.clone().with_plan(TABLE, defender_core::billing::Tier::Auxiliary),
+    )
+    .await;
+    let b = spread_batch(&s.catalog, 3_000, 5);
+    let delivered = s.sink.send(&b).await.unwrap();
+    assert_eq!(delivered.sent.rows, 3_000);
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (3_000, 3_000), "every row once");
+    let requests = s.server.requests();
+    assert!(requests.iter().all(|r| r.status == 204), "no call refused: {requests:?}");
+    assert!(requests.len() >= 10, "5 hours in calls of under 30 minutes: {} calls", requests.len());
+    let accepted = s.server.accepted(DCR, STREAM);
+    assert!(accepted.iter().all(|r| r["Extra_CF"].is_string()), "JSON into a string column goes as text");
+
+    // The same batch packed as for Analytics is what the service refuses for an Auxiliary table.
+    let s = setup_with(
+        move |c| {
+            c.rules.insert(STREAM.into(), rules);
+        },
+        |_| {},
+    )
+    .await;
+    let e = s.sink.send(&b).await.unwrap_err().to_string();
+    assert!(e.contains("MalformedJson") || e.contains("RecordsTimeRangeIsMoreThan30Minutes"), "{e}");
+}
