@@ -133,23 +133,26 @@ pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
     let config = Config::resolve(Some(&config), &sample, None, false)?;
     let estimate = run_estimate(&config, Bound::default())?;
     let mut out = format!(
-        "{:<40} {:>10} {:>10} {:>12} {:>14} {:>14}\n",
-        "table", "rows in", "rows kept", "columns kept", "billed GB before", "billed GB after"
+        "{:<40} {:>10} {:>10} {:>12} {:>9} {:>14} {:>14}\n",
+        "table", "rows in", "rows kept", "columns kept", "plan", "billed GB before", "billed GB after"
     );
     for t in estimate.tables.iter().chain([&estimate.totals]) {
         let columns = if t.sentinel { format!("{}/{}", t.columns_kept, t.columns_in) } else { "-".to_string() };
         let _ = writeln!(
             out,
-            "{:<40} {:>10} {:>10} {:>12} {:>14.6} {:>14.6}{}",
+            "{:<40} {:>10} {:>10} {:>12} {:>9} {:>14.6} {:>14.6}{}",
             t.table,
             t.records - t.dead_lettered,
             t.rows_kept,
             columns,
+            plan(t),
             t.billed_bytes_before as f64 / 1e9,
-            t.billed_bytes_after as f64 / 1e9,
+            t.billed_bytes_at_plan as f64 / 1e9,
             refused(t)
         );
     }
+    let _ =
+        writeln!(out, "\nbefore: every column at Analytics; after: what the filters keep, billed at each table's plan");
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -163,6 +166,11 @@ fn refused(t: &TableEstimate) -> &'static str {
     }
 }
 
+/// The plan a table is billed at, `-` when not sent to Sentinel.
+fn plan(t: &TableEstimate) -> &'static str {
+    t.plan.map_or("-", |p| p.name())
+}
+
 fn money(v: f64) -> String {
     format!("{v:.2}")
 }
@@ -172,8 +180,9 @@ pub fn text(e: &Estimate) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<36} {:>8} {:>9} {:>10} {:>11} {:>11} {:>12} {:>12} {:>10} {:>10} {:>11}",
+        "{:<36} {:>9} {:>8} {:>9} {:>10} {:>11} {:>11} {:>12} {:>12} {:>10} {:>10} {:>11}",
         "table",
+        "plan",
         "records",
         "rec/s",
         "raw",
@@ -189,15 +198,16 @@ pub fn text(e: &Estimate) -> String {
         let c = &t.cost_per_month;
         let _ = writeln!(
             out,
-            "{:<36} {:>8} {:>9.1} {:>10} {:>11.4} {:>11.4} {:>12} {:>12} {:>10} {:>10} {:>11.4}{}",
+            "{:<36} {:>9} {:>8} {:>9.1} {:>10} {:>11.4} {:>11.4} {:>12} {:>12} {:>10} {:>10} {:>11.4}{}",
             t.table,
+            plan(t),
             t.records,
             t.records_per_second,
             human_bytes(t.raw_bytes),
             t.gb_per_day_before,
             t.gb_per_day_after,
             money(c.analytics_before),
-            money(c.analytics_after),
+            money(c.at_plan),
             money(c.basic_after),
             money(c.auxiliary_after),
             t.parquet_gb_per_day,
@@ -207,9 +217,13 @@ pub fn text(e: &Estimate) -> String {
     let p = &e.prices;
     let _ = writeln!(
         out,
-        "\nsample: {:.1} s of event time; projected per day from it. Sentinel filters save {} {}/month (analytics tier).",
+        "\nsample: {:.1} s of event time; projected per day from it. Sentinel filters save {} {}/month (analytics \
+         tier); table plans save {} {}/month more. $/mo before: every column at Analytics; after: filtered, at each \
+         table's plan.",
         e.event_span_seconds,
         money(e.saving_per_month),
+        p.currency,
+        money(e.plan_saving_per_month),
         p.currency
     );
     let _ = writeln!(

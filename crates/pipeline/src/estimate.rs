@@ -7,6 +7,12 @@
 //! over all tables) stands for the stream's rate: GB/day = billed bytes / span × 86,400 / 10⁹.
 //! "Before" is the whole table sent with every column (what switching the table on would cost);
 //! "after" is what the policy sends (nothing for tables not sent to Sentinel).
+//!
+//! Plans: each table sent is billed at its configured plan ([`TableEstimate::plan`], from the
+//! policy) in [`MonthlyCost::at_plan`]; `analytics_before`/`analytics_after` stay the
+//! all-Analytics baseline, so [`Estimate::saving_per_month`] is what the filters buy and
+//! [`Estimate::plan_saving_per_month`] what the plans buy on top. An Auxiliary table also bills
+//! the standard columns Log Analytics adds itself ([`billing::standard_columns_bytes`]).
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Instant};
 
@@ -32,6 +38,8 @@ pub struct MonthlyCost {
     pub analytics_after: f64,
     pub basic_after: f64,
     pub auxiliary_after: f64,
+    /// After filters, at the table's configured plan (0 for tables not sent to Sentinel).
+    pub at_plan: f64,
     pub archive: f64,
 }
 
@@ -46,6 +54,8 @@ pub struct TableEstimate {
     pub raw_bytes: u64,
     pub records_per_second: f64,
     pub sentinel: bool,
+    /// The plan of its Sentinel table, when sent to Sentinel.
+    pub plan: Option<Tier>,
     /// Why the table can never go to Sentinel (`tvm`, `unknown_table`).
     pub sentinel_refused: Option<String>,
     pub rows_kept: u64,
@@ -54,6 +64,8 @@ pub struct TableEstimate {
     pub billed_bytes_before: u64,
     pub billed_bytes_after: u64,
     pub billed_bytes_after_auxiliary: u64,
+    /// After filters, billed at [`Self::plan`].
+    pub billed_bytes_at_plan: u64,
     pub gb_per_day_before: f64,
     pub gb_per_day_after: f64,
     pub archive_rows: u64,
@@ -72,6 +84,8 @@ pub struct Estimate {
     pub prices: Prices,
     /// Monthly saving the Sentinel filters and selection buy (analytics tier).
     pub saving_per_month: f64,
+    /// Monthly saving the configured table plans buy on top of the filters (against Analytics).
+    pub plan_saving_per_month: f64,
     pub elapsed_seconds: f64,
 }
 
@@ -127,6 +141,7 @@ impl Estimator {
             let acc = self.tables.entry(batch.table.to_string()).or_default();
             acc.est.tvm = self.catalog.get(&batch.table).is_some_and(|t| t.tvm);
             acc.est.sentinel = routes.sentinel.enabled;
+            acc.est.plan = routes.sentinel.enabled.then_some(routes.plan);
             acc.est.sentinel_refused = routes.sentinel_refused.map(str::to_string);
             acc.est.columns_in = data_columns(b);
             if !batch.unknown_table {
@@ -140,9 +155,17 @@ impl Estimator {
                 };
                 acc.est.rows_kept += sent.num_rows() as u64;
                 acc.est.columns_kept = data_columns(&sent);
-                acc.est.billed_bytes_after += billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
-                acc.est.billed_bytes_after_auxiliary +=
-                    billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?;
+                let analytics = billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
+                let standard = billing::standard_columns_bytes(Tier::Auxiliary, &format!("{}_CL", batch.table));
+                let auxiliary = billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?
+                    + standard * sent.num_rows() as u64;
+                acc.est.billed_bytes_after += analytics;
+                acc.est.billed_bytes_after_auxiliary += auxiliary;
+                acc.est.billed_bytes_at_plan += match routes.plan {
+                    Tier::Analytics => analytics,
+                    Tier::Basic => billing::billed_bytes(&sent, Tier::Basic).map_err(billing_err)?,
+                    Tier::Auxiliary => auxiliary,
+                };
             }
             if routes.archive.enabled {
                 let kept = match &routes.archive.filter {
@@ -182,6 +205,10 @@ impl Estimator {
                     per_day(e.billed_bytes_after_auxiliary),
                     prices.auxiliary_per_gb,
                 ),
+                at_plan: billing::monthly_cost(
+                    per_day(e.billed_bytes_at_plan),
+                    prices.per_gb(e.plan.unwrap_or_default()),
+                ),
                 // One month of archive data kept for a month.
                 archive: billing::monthly_cost(e.parquet_gb_per_day, prices.archive_storage_per_gb_month),
             };
@@ -191,7 +218,16 @@ impl Estimator {
         totals.records_per_second = totals.records as f64 / span;
         totals.sentinel = tables.iter().any(|t| t.sentinel);
         let saving_per_month = totals.cost_per_month.analytics_before - totals.cost_per_month.analytics_after;
-        Ok(Estimate { tables, totals, event_span_seconds: span, prices, saving_per_month, elapsed_seconds })
+        let plan_saving_per_month = totals.cost_per_month.analytics_after - totals.cost_per_month.at_plan;
+        Ok(Estimate {
+            tables,
+            totals,
+            event_span_seconds: span,
+            prices,
+            saving_per_month,
+            plan_saving_per_month,
+            elapsed_seconds,
+        })
     }
 }
 
@@ -203,6 +239,7 @@ fn add_to(t: &mut TableEstimate, e: &TableEstimate) {
     t.billed_bytes_before += e.billed_bytes_before;
     t.billed_bytes_after += e.billed_bytes_after;
     t.billed_bytes_after_auxiliary += e.billed_bytes_after_auxiliary;
+    t.billed_bytes_at_plan += e.billed_bytes_at_plan;
     t.gb_per_day_before += e.gb_per_day_before;
     t.gb_per_day_after += e.gb_per_day_after;
     t.archive_rows += e.archive_rows;
@@ -213,6 +250,7 @@ fn add_to(t: &mut TableEstimate, e: &TableEstimate) {
     c.analytics_after += x.analytics_after;
     c.basic_after += x.basic_after;
     c.auxiliary_after += x.auxiliary_after;
+    c.at_plan += x.at_plan;
     c.archive += x.archive;
 }
 

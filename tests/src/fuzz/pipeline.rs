@@ -84,6 +84,7 @@ pub fn policies(catalog: &Catalog) -> Result<[Arc<Policy>; 2], String> {
                 sentinel,
                 archive_filter: filter(archive_filter),
                 sentinel_filter: filter(sentinel_filter),
+                plan: None,
             },
         );
     }
