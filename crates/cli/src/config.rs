@@ -29,6 +29,7 @@
 //! where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
 //! | project-away AdditionalFields
 //! '''
+//! group_by = "ActionType"    # estimate's cost per group (the default here; "" for none)
 //!
 //! [sentinel]                 # where the Sentinel path goes: the Logs Ingestion API ...
 //! pack = "uncompressed"      # ≤ 1 MiB of JSON per call (the SDK's rule), or "compressed"
@@ -226,6 +227,9 @@ pub struct TableEntry {
     /// `analytics`, or `tables.default.plan`): what `schemas dcr` creates it with, what the
     /// estimate bills it at, and whose ingestion rules the sink follows.
     pub plan: Option<Tier>,
+    /// The string column `estimate` groups this table's cost by (default: see
+    /// `defender_pipeline::breakdown::default_group_column`; `""` for none).
+    pub group_by: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -491,6 +495,15 @@ impl Config {
                 );
             }
         }
+        for (name, column) in config.tables.iter().filter_map(|(n, e)| Some((n, e.group_by.as_deref()?))) {
+            let schema = catalog.get(name).ok_or_else(|| {
+                anyhow::anyhow!("tables.{name}.group_by: a grouping column belongs to one table, not to `{name}`")
+            })?;
+            if !column.is_empty() {
+                defender_pipeline::breakdown::check_group_column(schema, column)
+                    .map_err(|e| anyhow::anyhow!("tables.{name}.group_by: {e}"))?;
+            }
+        }
         if let Some(s) = &config.sentinel {
             s.check(text, &catalog, &config.tables)?;
         }
@@ -542,6 +555,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The grouping columns the config sets (`None`: no grouping), by table.
+    pub fn group_by(&self) -> BTreeMap<String, Option<String>> {
+        self.tables
+            .iter()
+            .filter_map(|(t, e)| {
+                let column = e.group_by.as_ref()?;
+                Some((t.clone(), (!column.is_empty()).then(|| column.clone())))
+            })
+            .collect()
     }
 
     pub fn pipeline_options(&self) -> PipelineOptions {
@@ -992,6 +1016,23 @@ mod tests {
     fn a_tvm_table_asked_to_go_to_sentinel_is_rejected_with_the_reason() {
         let err = Config::parse("[tables.DeviceTvmSoftwareInventory]\nsentinel = true\n").unwrap_err().to_string();
         assert!(err.starts_with("tables.DeviceTvmSoftwareInventory.sentinel: DeviceTvmSoftwareInventory is a Defender Vulnerability Management (TVM) table"), "{err}");
+    }
+
+    #[test]
+    fn group_by_is_checked_against_the_table_and_can_turn_grouping_off() {
+        let c = Config::parse(
+            "[tables.EmailEvents]\ngroup_by = \"DeliveryAction\"\n[tables.DeviceEvents]\ngroup_by = \"\"\n",
+        )
+        .unwrap();
+        let g = c.group_by();
+        assert_eq!(g["EmailEvents"].as_deref(), Some("DeliveryAction"));
+        assert_eq!(g["DeviceEvents"], None);
+        let err = Config::parse("[tables.EmailEvents]\ngroup_by = \"Nope\"\n").unwrap_err().to_string();
+        assert_eq!(err, "tables.EmailEvents.group_by: EmailEvents has no column `Nope`");
+        let err = Config::parse("[tables.DeviceNetworkEvents]\ngroup_by = \"RemotePort\"\n").unwrap_err().to_string();
+        assert!(err.contains("grouping takes a string column"), "{err}");
+        let err = Config::parse("[tables.default]\ngroup_by = \"ActionType\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("tables.default.group_by: a grouping column belongs to one table"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,7 @@ fn run_estimate(config: &Config, bound: Bound) -> anyhow::Result<Estimate> {
             config.archive_config(),
             config.prices.clone(),
             bound.max_records,
+            config.group_by(),
         )
         .await
     })?;

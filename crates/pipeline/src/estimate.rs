@@ -13,6 +13,9 @@
 //! all-Analytics baseline, so [`Estimate::saving_per_month`] is what the filters buy and
 //! [`Estimate::plan_saving_per_month`] what the plans buy on top. An Auxiliary table also bills
 //! the standard columns Log Analytics adds itself ([`billing::standard_columns_bytes`]).
+//!
+//! Each table also gets its [`TableDetail`]: billed bytes per column and per group, before and
+//! after, and ranked savings (see [`crate::breakdown`]).
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Instant};
 
@@ -27,7 +30,11 @@ use defender_sinks::{ArchiveConfig, archive::ParquetSizer};
 use defender_sources::{SourceError, SourceIo};
 use serde::Serialize;
 
-use crate::{PipelineError, PipelineOptions, policy::Policy};
+use crate::{
+    PipelineError, PipelineOptions,
+    breakdown::{self, DetailAcc, Saving, TableDetail},
+    policy::Policy,
+};
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
@@ -72,6 +79,10 @@ pub struct TableEstimate {
     pub parquet_bytes: u64,
     pub parquet_gb_per_day: f64,
     pub cost_per_month: MonthlyCost,
+    /// Where the billed bytes come from, and what would save most (not for the totals, nor for
+    /// unknown tables, which are never billed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<TableDetail>,
 }
 
 /// The whole estimate.
@@ -87,12 +98,17 @@ pub struct Estimate {
     /// Monthly saving the configured table plans buy on top of the filters (against Analytics).
     pub plan_saving_per_month: f64,
     pub elapsed_seconds: f64,
+    /// The largest savings of every table, largest first ("where to save").
+    pub top_savings: Vec<Saving>,
 }
 
 #[derive(Default)]
 struct Acc {
     est: TableEstimate,
     sizer: Option<ParquetSizer>,
+    detail: Option<DetailAcc>,
+    /// Whether the table has a Sentinel filter (a suggested stage then follows `| `).
+    filtered: bool,
 }
 
 /// Accumulates decoder output into an [`Estimate`].
@@ -103,6 +119,8 @@ pub struct Estimator {
     tables: BTreeMap<String, Acc>,
     min_ts: i64,
     max_ts: i64,
+    /// Grouping column per table, replacing [`breakdown::default_group_column`] (`None`: none).
+    group_by: BTreeMap<String, Option<String>>,
 }
 
 impl std::fmt::Debug for Estimator {
@@ -113,7 +131,22 @@ impl std::fmt::Debug for Estimator {
 
 impl Estimator {
     pub fn new(catalog: Arc<Catalog>, policy: Arc<Policy>, archive: ArchiveConfig) -> Self {
-        Self { catalog, policy, archive, tables: BTreeMap::new(), min_ts: i64::MAX, max_ts: i64::MIN }
+        Self {
+            catalog,
+            policy,
+            archive,
+            tables: BTreeMap::new(),
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            group_by: BTreeMap::new(),
+        }
+    }
+
+    /// Groups the tables named by the given column (`None`: no grouping) instead of their
+    /// default (see [`breakdown::default_group_column`]).
+    pub fn with_group_by(mut self, group_by: BTreeMap<String, Option<String>>) -> Self {
+        self.group_by = group_by;
+        self
     }
 
     pub fn add(&mut self, out: &DecoderOutput) -> Result<(), PipelineError> {
@@ -144,18 +177,26 @@ impl Estimator {
             acc.est.plan = routes.sentinel.enabled.then_some(routes.plan);
             acc.est.sentinel_refused = routes.sentinel_refused.map(str::to_string);
             acc.est.columns_in = data_columns(b);
-            if !batch.unknown_table {
-                // Every row carries its `_RecordId` (RecordId_CF), billed as a column.
-                acc.est.billed_bytes_before += billing::billed_bytes(b, Tier::Analytics).map_err(billing_err)?;
+            acc.filtered = routes.sentinel.filter.is_some();
+            // Every row carries its `_RecordId` (RecordId_CF), billed as a column.
+            let before = if batch.unknown_table {
+                None
+            } else {
+                Some(billing::bill_by_column(b, Tier::Analytics).map_err(billing_err)?)
+            };
+            if let Some(bill) = &before {
+                acc.est.billed_bytes_before += bill.total();
             }
+            let mut after = None;
             if routes.sentinel.enabled {
-                let sent = match &routes.sentinel.filter {
-                    Some(f) => f.apply(b).map_err(filter_err)?,
-                    None => b.clone(),
+                let (sent, mask) = match &routes.sentinel.filter {
+                    Some(f) => f.apply_with_mask(b).map_err(filter_err)?,
+                    None => (b.clone(), None),
                 };
                 acc.est.rows_kept += sent.num_rows() as u64;
                 acc.est.columns_kept = data_columns(&sent);
-                let analytics = billing::billed_bytes(&sent, Tier::Analytics).map_err(billing_err)?;
+                let bill = billing::bill_by_column(&sent, Tier::Analytics).map_err(billing_err)?;
+                let analytics = bill.total();
                 let standard = billing::standard_columns_bytes(Tier::Auxiliary, &format!("{}_CL", batch.table));
                 let auxiliary = billing::billed_bytes(&sent, Tier::Auxiliary).map_err(billing_err)?
                     + standard * sent.num_rows() as u64;
@@ -166,6 +207,22 @@ impl Estimator {
                     Tier::Basic => billing::billed_bytes(&sent, Tier::Basic).map_err(billing_err)?,
                     Tier::Auxiliary => auxiliary,
                 };
+                after = Some((bill, mask, sent));
+            }
+            if let Some(bill) = &before {
+                let group_by = &self.group_by;
+                let catalog = &self.catalog;
+                let detail = acc.detail.get_or_insert_with(|| {
+                    let column = match group_by.get(&*batch.table) {
+                        Some(column) => column.clone(),
+                        None => catalog
+                            .get(&batch.table)
+                            .and_then(|t| breakdown::default_group_column(t))
+                            .map(str::to_string),
+                    };
+                    DetailAcc::new(column)
+                });
+                detail.add(b, bill, after.as_ref().map(|(bill, mask, sent)| (bill, mask.as_ref(), sent)));
             }
             if routes.archive.enabled {
                 let kept = match &routes.archive.filter {
@@ -193,6 +250,9 @@ impl Estimator {
             if let Some(sizer) = acc.sizer {
                 e.parquet_bytes = sizer.finish()?;
             }
+            if let (Some(detail), Some(schema)) = (acc.detail, self.catalog.get(&e.table)) {
+                e.detail = Some(detail.finish(schema, acc.filtered, &per_day, prices.analytics_per_gb));
+            }
             e.records_per_second = e.records as f64 / span;
             e.gb_per_day_before = per_day(e.billed_bytes_before);
             e.gb_per_day_after = per_day(e.billed_bytes_after);
@@ -219,6 +279,10 @@ impl Estimator {
         totals.sentinel = tables.iter().any(|t| t.sentinel);
         let saving_per_month = totals.cost_per_month.analytics_before - totals.cost_per_month.analytics_after;
         let plan_saving_per_month = totals.cost_per_month.analytics_after - totals.cost_per_month.at_plan;
+        let mut top_savings: Vec<Saving> =
+            tables.iter().filter_map(|t| t.detail.as_ref()).flat_map(|d| d.savings.iter().cloned()).collect();
+        top_savings.sort_by(|a, b| b.billed_bytes.cmp(&a.billed_bytes).then_with(|| a.kql.cmp(&b.kql)));
+        top_savings.truncate(breakdown::TOP_SAVINGS_SHOWN);
         Ok(Estimate {
             tables,
             totals,
@@ -227,6 +291,7 @@ impl Estimator {
             saving_per_month,
             plan_saving_per_month,
             elapsed_seconds,
+            top_savings,
         })
     }
 }
@@ -256,7 +321,8 @@ fn add_to(t: &mut TableEstimate, e: &TableEstimate) {
 
 /// Runs a source through the decoder into an [`Estimator`]; nothing is written, nothing committed.
 /// With `max_records`, the source is stopped once that many records were decoded (a few more
-/// may arrive while it stops); `options.stop` stops it too.
+/// may arrive while it stops); `options.stop` stops it too. `group_by` replaces the default
+/// grouping column of the tables it names (see [`Estimator::with_group_by`]).
 pub async fn estimate<S, F>(
     catalog: Arc<Catalog>,
     source: S,
@@ -264,6 +330,7 @@ pub async fn estimate<S, F>(
     archive: ArchiveConfig,
     prices: Prices,
     max_records: Option<u64>,
+    group_by: BTreeMap<String, Option<String>>,
 ) -> Result<Estimate, PipelineError>
 where
     S: FnOnce(SourceIo) -> F,
@@ -284,7 +351,7 @@ where
     let front = crate::Front::spawn(catalog.clone(), source, &options, None);
     let mut epochs = front.stages;
     let mut records = 0;
-    let mut estimator = Estimator::new(catalog, options.policy, archive);
+    let mut estimator = Estimator::new(catalog, options.policy, archive).with_group_by(group_by);
     let mut result = Ok(());
     while let Some(stage) = epochs.recv().await {
         match stage {

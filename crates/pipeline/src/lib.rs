@@ -25,6 +25,7 @@
 //!   [`PipelineOptions::stop`]) and every epoch is durable; an epoch that is not is an error,
 //!   never a silent loss.
 
+pub mod breakdown;
 mod decode;
 pub mod estimate;
 pub mod policy;

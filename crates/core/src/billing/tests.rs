@@ -57,6 +57,38 @@ fn bills_the_hand_computed_bytes_per_row_in_analytics() {
 }
 
 #[test]
+fn bills_the_hand_computed_bytes_per_column_and_they_add_up_to_the_rows() {
+    let batch = hand_built_batch();
+    let bill = bill_by_column(&batch, Tier::Analytics).unwrap();
+    assert_eq!(bill.rows, EXPECTED);
+    let columns: Vec<(&str, u64)> = bill.columns.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    // The columns of EXPECTED, summed down the four rows.
+    assert_eq!(
+        columns,
+        [
+            ("TimeGenerated", 4 * 28),
+            ("Long", 18 + 2 + 1 + 20),
+            ("Int", 2 + 11 + 1),
+            ("Real", 3 + 5 + 5),
+            ("Flag", 4 + 5 + 4),
+            ("Timestamp", 4 * 28),
+            ("Text", 3 + 2),
+            ("Type", 11 + 1),
+            ("TenantId", 3 * 36),
+            ("_EnvelopeTime", 2 * 28),
+            ("_Extra", 7),
+        ]
+    );
+    assert_eq!(bill.total(), 493);
+    assert_eq!(columns.iter().map(|c| c.1).sum::<u64>(), 493);
+    // Auxiliary bills the same columns of ours (renamed) and leaves none out.
+    assert_eq!(
+        bill_by_column(&batch, Tier::Auxiliary).unwrap().total(),
+        billed_bytes(&batch, Tier::Auxiliary).unwrap()
+    );
+}
+
+#[test]
 fn our_type_and_tenant_id_columns_are_renamed_and_billed_in_every_tier() {
     // `Type` → `Type_CF` and `TenantId` → `TenantId_CF`: custom columns, not the standard `Type`
     // and `_TenantId` that Analytics and Basic exclude, so every tier bills the same bytes.
@@ -242,6 +274,24 @@ fn config_overrides_any_subset_of_prices_and_rejects_unknown_fields() {
 }
 
 proptest! {
+    #[test]
+    fn per_column_bytes_add_up_to_the_billed_bytes_of_every_row(
+        rows in proptest::collection::vec(
+            (proptest::option::of(".{0,6}"), proptest::option::of(any::<i64>()), proptest::option::of(any::<bool>())),
+            0..24,
+        )
+    ) {
+        let text: ArrayRef = Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>()));
+        let long: ArrayRef = Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()));
+        let flag: ArrayRef = Arc::new(BooleanArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>()));
+        let batch = RecordBatch::try_from_iter([("Text", text), ("_ResourceId", long), ("Flag", flag)]).unwrap();
+        for tier in Tier::ALL {
+            let bill = bill_by_column(&batch, tier).unwrap();
+            prop_assert_eq!(&bill.rows, &billed_bytes_per_row(&batch, tier).unwrap());
+            prop_assert_eq!(bill.columns.iter().map(|c| c.1).sum::<u64>(), bill.total());
+        }
+    }
+
     #[test]
     fn long_len_matches_to_string(v in any::<i64>()) {
         prop_assert_eq!(long_len(v), v.to_string().len() as u64);

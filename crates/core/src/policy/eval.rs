@@ -94,14 +94,24 @@ impl Filter {
 
     /// Rows kept by every `where`, columns kept by `project` / `project-away`.
     pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-        let filtered = if self.wheres.is_empty() {
-            batch.clone()
+        Ok(self.apply_with_mask(batch)?.0)
+    }
+
+    /// [`Self::apply`], and the row mask it applied (`None` when every row was kept), so a
+    /// caller can match the output rows with the input rows without evaluating twice.
+    pub fn apply_with_mask(&self, batch: &RecordBatch) -> Result<(RecordBatch, Option<BooleanArray>), ArrowError> {
+        let (filtered, mask) = if self.wheres.is_empty() {
+            (batch.clone(), None)
         } else {
             let mask = self.row_mask(batch)?;
-            if mask.true_count() == batch.num_rows() { batch.clone() } else { filter_record_batch(batch, &mask)? }
+            if mask.true_count() == batch.num_rows() {
+                (batch.clone(), None)
+            } else {
+                (filter_record_batch(batch, &mask)?, Some(mask))
+            }
         };
         if self.projections.is_empty() {
-            return Ok(filtered);
+            return Ok((filtered, mask));
         }
         let schema = filtered.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -113,7 +123,7 @@ impl Filter {
         {
             indices.push(id);
         }
-        filtered.project(&indices)
+        Ok((filtered.project(&indices)?, mask))
     }
 
     /// The row mask of all `where` stages combined: true = kept, never null.
