@@ -1,6 +1,7 @@
 //! `estimate` and `filter check` as a user runs them: billed bytes against a hand computation,
-//! the saving of a DeviceNetworkEvents filter, and the HTML report rendered by headless
-//! Chromium with its charts visible.
+//! the saving of a DeviceNetworkEvents filter, the per-column and per-group breakdown adding up
+//! with savings that parse, and the HTML report rendered by headless Chromium with its charts
+//! visible.
 
 use std::{path::Path, process::Command};
 
@@ -44,6 +45,53 @@ fn billed_bytes_match_a_hand_computation() {
     assert_eq!(t["billed_bytes_after"], 109);
     assert_eq!(t["rows_kept"], 1);
     assert_eq!(t["columns_kept"], 3);
+    // The same, per column: the two records' bytes of each column (Sentinel names) add up to
+    // 148 + 141, and after the filter to 109.
+    let columns = |side: &str| -> Vec<(String, u64)> {
+        let mut c: Vec<(String, u64)> = t["detail"][side]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["sentinel_column"].as_str().unwrap().to_string(), c["billed_bytes"].as_u64().unwrap()))
+            .filter(|c| c.1 > 0) // every column of the table is listed, the empty ones with 0
+            .collect();
+        c.sort();
+        c
+    };
+    let expect = |c: &[(&str, u64)]| -> Vec<(String, u64)> {
+        let mut c: Vec<(String, u64)> = c.iter().map(|(n, b)| (n.to_string(), *b)).collect();
+        c.sort();
+        c
+    };
+    assert_eq!(
+        columns("before"),
+        expect(&[
+            ("RecordId_CF", 64),
+            ("TimeGenerated", 56),
+            ("Timestamp", 56),
+            ("EnvelopeTime_CF", 56),
+            ("ReportId", 18),
+            ("Extra_CF", 15),
+            ("DeviceName", 10),
+            ("OSBuild", 5),
+            ("IsAzureADJoined", 4),
+            ("DeviceId", 3),
+            ("EnvelopeTenantId_CF", 2),
+        ])
+    );
+    assert_eq!(
+        columns("after"),
+        expect(&[("RecordId_CF", 32), ("TimeGenerated", 28), ("Timestamp", 28), ("ReportId", 18), ("DeviceId", 3)])
+    );
+    // Grouped by OSPlatform (DeviceInfo's default), null in both: one group of the whole table.
+    let groups = &t["detail"]["before"]["groups"];
+    assert_eq!(groups["column"], "OSPlatform");
+    assert_eq!(groups["values"][0]["value"], "(empty)");
+    assert_eq!(
+        (groups["values"][0]["rows"].as_u64(), groups["values"][0]["billed_bytes"].as_u64()),
+        (Some(2), Some(289))
+    );
+    assert_eq!(t["detail"]["after"]["groups"]["values"][0]["billed_bytes"], 109);
     // Two minutes of event time (10:30:00.1234567 to 10:31:00 is 59.8765433 s).
     assert!((e["event_span_seconds"].as_f64().unwrap() - 59.876_543_3).abs() < 1e-6);
 }
@@ -123,6 +171,81 @@ fn a_network_filter_shows_its_saving_in_filter_check_and_estimate() {
     assert!(!kql.contains("AdditionalFields"), "{kql}");
 }
 
+fn sum(items: &Value, key: &str) -> u64 {
+    items.as_array().unwrap().iter().map(|v| v[key].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn detail_adds_up_per_column_and_per_group_and_every_saving_parses_after_the_config_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = network_sample(dir.path());
+    let config = write(&dir.path().join("c.toml"), NETWORK_FILTER);
+    let out = run_cli(&["estimate", "--config", &config, "--input", &sample, "--json"], &[]);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let catalog = Catalog::embedded();
+    let mut checked = 0;
+    for t in e["tables"].as_array().unwrap() {
+        let d = &t["detail"];
+        let (before, after) = (&d["before"], &d["after"]);
+        assert_eq!(
+            sum(&before["columns"], "billed_bytes"),
+            t["billed_bytes_before"].as_u64().unwrap(),
+            "{}",
+            t["table"]
+        );
+        let g = &before["groups"];
+        if !g.is_null() {
+            let all = [
+                g["values"].as_array().unwrap().clone(),
+                g["rest"].as_object().map(|r| vec![Value::Object(r.clone())]).unwrap_or_default(),
+            ]
+            .concat();
+            let all = Value::Array(all);
+            assert_eq!(sum(&all, "billed_bytes"), t["billed_bytes_before"].as_u64().unwrap(), "{}", t["table"]);
+            assert_eq!(sum(&all, "rows"), t["records"].as_u64().unwrap() - t["dead_lettered"].as_u64().unwrap());
+        }
+        if !after.is_null() {
+            assert_eq!(sum(&after["columns"], "billed_bytes"), t["billed_bytes_after"].as_u64().unwrap());
+            let ga = &after["groups"];
+            let rest = ga["rest"]["billed_bytes"].as_u64().unwrap_or(0);
+            assert_eq!(sum(&ga["values"], "billed_bytes") + rest, t["billed_bytes_after"].as_u64().unwrap());
+        }
+        let table = t["table"].as_str().unwrap();
+        let existing = if table == "DeviceNetworkEvents" {
+            "where not(ActionType == \"ConnectionSuccess\" and RemotePort in (80, 443))\n| project-away AdditionalFields\n"
+        } else {
+            ""
+        };
+        for s in d["savings"].as_array().into_iter().flatten() {
+            let line = s["line"].as_str().unwrap();
+            let text = format!("{existing}{line}");
+            let pipeline = defender_core::policy::parse(&text).unwrap_or_else(|e| panic!("{table}: {text}: {e}"));
+            pipeline.check(catalog.get(table).unwrap()).unwrap_or_else(|e| panic!("{table}: {text}: {e}"));
+            if s["change"] == "project-away" {
+                let column = s["column"].as_str().unwrap();
+                assert!(!defender_pipeline::breakdown::PROTECTED_COLUMNS.contains(&column), "{line}");
+            }
+            assert!(s["billed_bytes"].as_u64().unwrap() > 0 && s["cost_per_month"].as_f64().unwrap() > 0.0);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "both Sentinel tables have savings: {checked}");
+    let top = e["top_savings"].as_array().unwrap();
+    assert!(!top.is_empty() && top.windows(2).all(|w| w[0]["billed_bytes"].as_u64() >= w[1]["billed_bytes"].as_u64()));
+
+    // `filter check` shows the same per column and per group, before and after, for the tables
+    // sent to Sentinel, and what to paste.
+    let out = run_cli(&["filter", "check", "--config", &config, "--sample", &sample], &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nDeviceNetworkEvents: ") && text.contains("  by ActionType "), "{text}");
+    let first = &top[0];
+    assert!(text.contains(first["line"].as_str().unwrap()), "{text}");
+    assert!(!text.contains("\nDeviceTvmSoftwareInventory: "), "not sent to Sentinel: {text}");
+    let out = run_cli(&["estimate", "--config", &config, "--input", &sample, "--detail"], &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\nDeviceTvmSoftwareInventory: ") && text.contains("not sent to Sentinel"), "{text}");
+}
+
 #[test]
 fn the_html_report_renders_with_its_charts_in_headless_chromium() {
     let chromium = infra("DI_CHROMIUM");
@@ -133,6 +256,10 @@ fn the_html_report_renders_with_its_charts_in_headless_chromium() {
     run_cli(&["estimate", "--config", &config, "--input", &sample, "--html", html.to_str().unwrap()], &[]);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains(r#"<svg id="gb-per-day""#) && page.contains(r#"<svg id="cost-per-tier""#));
+    assert!(page.contains(r#"<table id="where-to-save">"#), "where to save");
+    assert!(page.contains(r#"<svg id="columns-DeviceNetworkEvents" class="column-shares""#));
+    assert!(page.contains(r#"<svg id="groups-DeviceNetworkEvents""#));
+    assert!(page.contains("| where ActionType != &quot;"), "a line to paste");
     assert!(
         !page.contains("<script") && !page.contains("http://")
             || page.matches("http://").all(|_| page.contains("xmlns=\"http://www.w3.org/2000/svg\""))
@@ -151,18 +278,22 @@ fn the_html_report_renders_with_its_charts_in_headless_chromium() {
             "--disable-component-update",
             "--disable-sync",
             &format!("--user-data-dir={}", profile.display()),
-            "--window-size=1200,1400",
+            "--window-size=1200,3000",
             &format!("--screenshot={}", shot.display()),
             &format!("file://{}", html.display()),
         ])
         .output()
         .expect("run chromium");
     assert!(shot.is_file(), "chromium made no screenshot: {}", String::from_utf8_lossy(&status.stderr));
-    let stats: Value =
-        serde_json::from_str(&python("png_stats.py", &[shot.to_str().unwrap(), "#1f6feb", "#b0b7c3", "#2da44e"]))
-            .unwrap();
+    let stats: Value = serde_json::from_str(&python(
+        "png_stats.py",
+        &[shot.to_str().unwrap(), "#1f6feb", "#b0b7c3", "#2da44e", "#0969da", "#d4a72c"],
+    ))
+    .unwrap();
     assert!(stats["non_white_fraction"].as_f64().unwrap() > 0.02, "not blank: {stats}");
-    for color in ["#1f6feb", "#b0b7c3", "#2da44e"] {
+    // The first three: the table and tier charts; then the heaviest column's share and the
+    // group bars of the table breakdowns.
+    for color in ["#1f6feb", "#b0b7c3", "#2da44e", "#0969da", "#d4a72c"] {
         assert!(stats["colors"][color].as_u64().unwrap() > 100, "bars of {color} are drawn: {stats}");
     }
 }

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, process::ExitCo
 
 use crate::{
     config::Config,
-    html,
+    detail, html,
     report::human_bytes,
     source::{Mode, Source},
 };
@@ -31,6 +31,10 @@ pub struct EstimateArgs {
     /// With a Kafka source: stop after about this many records.
     #[arg(long)]
     max_records: Option<u64>,
+    /// Also print, per table, where its cost comes from (per column and per group, before and
+    /// after the filter) and the `sentinel_filter` lines that would save the most.
+    #[arg(long)]
+    detail: bool,
     /// Also write a self-contained HTML report with charts to this file.
     #[arg(long)]
     html: Option<PathBuf>,
@@ -43,7 +47,8 @@ pub struct EstimateArgs {
 #[derive(Debug, Subcommand)]
 pub enum FilterCommand {
     /// Apply the config's filters to a sample: per table rows in, rows kept, columns kept, and
-    /// billed GB before and after.
+    /// billed GB before and after; then, per table sent to Sentinel, the same per column and
+    /// per group, and the lines that would save the most.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -105,6 +110,9 @@ pub fn estimate(args: EstimateArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&estimate)?);
     } else {
         print!("{}", text(&estimate));
+        if args.detail {
+            print!("{}", detail::text(&estimate, false));
+        }
     }
     if let Some(path) = &args.calibrate {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -155,6 +163,7 @@ pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
     let _ =
         writeln!(out, "\nbefore: every column at Analytics; after: what the filters keep, billed at each table's plan");
     print!("{out}");
+    print!("{}", detail::text(&estimate, true));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use defender_core::billing::STRING_FORMS;
 use defender_pipeline::estimate::Estimate;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Horizontal bar chart: one group per label, one bar per series.
-fn bars(id: &str, title: &str, unit: &str, labels: &[String], series: &[(&str, &str, Vec<f64>)]) -> String {
+pub(crate) fn bars(id: &str, title: &str, unit: &str, labels: &[String], series: &[(&str, &str, Vec<f64>)]) -> String {
     let (label_w, bar_w, bar_h, gap) = (300.0, 520.0, 14.0, 10.0);
     let max = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
     let group_h = bar_h * series.len() as f64 + gap;
@@ -140,16 +140,19 @@ table {{ border-collapse: collapse; margin: 1rem 0; font-size: .85rem; }}
 td, th {{ border: 1px solid #d0d7de; padding: .25rem .5rem; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 svg .title {{ font-weight: 600; font-size: 14px; }} svg .label, svg .value {{ font-size: 11px; }}
+td.kql {{ text-align: left; }} .note {{ font-size: .8rem; color: #57606a; }} svg {{ display: block; margin: .5rem 0; }}
 </style></head><body>
 <h1>defender-ingest estimate</h1>
 <p class="summary">Sample: {span:.1} s of event time, {records} records. Selection and filters save
 <strong>{saving:.2} {cur}/month</strong> in the Sentinel analytics tier
 ({before:.4} → {after:.4} GB/day).</p>
+{savings}
 {gb_chart}
 {cost_chart}
 <table><tr><th>table</th><th>records</th><th>records/s</th><th>GB/day before</th><th>GB/day after</th>
 <th>analytics before</th><th>analytics after</th><th>basic</th><th>auxiliary</th><th>Parquet GB/day</th><th></th></tr>
 {rows}</table>
+{details}
 <h2>How billed size is computed</h2>
 <p>Per record, Log Analytics bills the string form of each non-empty value plus <code>TimeGenerated</code>,
 in GB of 10<sup>9</sup> bytes. Calibrate with <code>--calibrate</code> against <code>_BilledSize</code> from your workspace.</p>
@@ -158,6 +161,8 @@ in GB of 10<sup>9</sup> bytes. Calibrate with <code>--calibrate</code> against <
 section: analytics {a}/GB, basic {b}/GB, auxiliary {x}/GB, archive storage {s}/GB-month.</p>
 </body></html>
 "#,
+        savings = crate::detail::html_savings(e),
+        details = crate::detail::html_tables(e),
         span = e.event_span_seconds,
         records = e.totals.records,
         saving = e.saving_per_month,

@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod config;
+mod detail;
 mod estimate;
 mod generate;
 mod html;

@@ -24,9 +24,10 @@
 //!
 //! For a table sent to Sentinel, from what its current filter sends: a `project-away` of each
 //! column not in [`PROTECTED_COLUMNS`] and not fixed, and a `where` dropping each tracked value of
-//! the grouping column (when the filter still sends that column). Each saving is that change
+//! the grouping column (when the filter still sends that column, and the value is not all that
+//! is sent). Each saving is that change
 //! alone on this sample (savings do not add up: a dropped group also took its share of every
-//! column). The [`SAVINGS_SHOWN`] largest are kept. Every stage is parsed and type-checked
+//! column). The [`SAVINGS_SHOWN`] largest are kept, at most [`SAVINGS_PER_KIND`] of each kind. Every stage is parsed and type-checked
 //! against the table before it is offered; `line` is what to append to `sentinel_filter`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +48,8 @@ pub const MAX_VALUE_LEN: usize = 256;
 pub const GROUPS_SHOWN: usize = 12;
 /// Savings reported per table, largest first.
 pub const SAVINGS_SHOWN: usize = 5;
+/// Savings of one kind (`project-away` or `where`) reported per table, so both kinds show.
+pub const SAVINGS_PER_KIND: usize = 3;
 /// Savings of all tables reported in the estimate's "where to save" list.
 pub const TOP_SAVINGS_SHOWN: usize = 10;
 /// The group of the values not shown (or not tracked).
@@ -348,7 +351,9 @@ impl DetailAcc {
                 }
             }
             if let (Some(column), true) = (&self.group_column, self.group_sent) {
-                for (slot, &(_, bytes)) in side.groups.iter().enumerate().filter(|(_, g)| g.1 > 0) {
+                // A `where` dropping every row sent is not a filter but `sentinel = false`.
+                let rows = side.rows;
+                for (slot, &(_, bytes)) in side.groups.iter().enumerate().filter(|(_, g)| g.1 > 0 && g.0 < rows) {
                     let value = &self.names[slot];
                     let kql = if value.is_empty() {
                         format!("where isnotempty({column})")
@@ -359,14 +364,17 @@ impl DetailAcc {
                 }
             }
             candidates.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+            let mut per_kind = [0; 2];
             for (kql, column, value, bytes) in candidates {
-                if savings.len() == SAVINGS_SHOWN {
-                    break;
+                let kind = usize::from(value.is_some());
+                if savings.len() == SAVINGS_SHOWN || per_kind[kind] == SAVINGS_PER_KIND {
+                    continue;
                 }
                 // Offered only when it parses and fits the table, as the config will check it.
                 if policy::parse(&kql).ok().and_then(|p| p.check(table).ok()).is_none() {
                     continue;
                 }
+                per_kind[kind] += 1;
                 let (gb_per_day, cost_per_month) = cost(bytes);
                 let change = if value.is_some() { "where" } else { "project-away" };
                 savings.push(Saving {
@@ -398,14 +406,16 @@ fn breakdown(side: &Side, group_column: Option<&str>, names: &[String], cost: &d
         .iter()
         .map(|(name, &bytes)| {
             let (gb_per_day, cost_per_month) = cost(bytes);
+            let time_generated = name == defender_core::billing::TIME_GENERATED;
             ColumnCost {
                 column: name.clone(),
-                sentinel_column: sentinel_name(name),
+                // Log Analytics' own column keeps its name.
+                sentinel_column: if time_generated { name.clone() } else { sentinel_name(name) },
                 billed_bytes: bytes,
                 gb_per_day,
                 cost_per_month,
                 share: share(bytes, total),
-                fixed: name == defender_core::billing::TIME_GENERATED || name == COL_RECORD_ID,
+                fixed: time_generated || name == COL_RECORD_ID,
             }
         })
         .collect();

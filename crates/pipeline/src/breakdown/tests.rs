@@ -68,6 +68,7 @@ fn columns_and_groups_of_a_hand_computed_fixture_add_up_to_the_table() {
     );
     assert_eq!(d.before.columns.iter().map(|c| c.billed_bytes).sum::<u64>(), 232);
     assert_eq!(d.before.columns[0].sentinel_column, "RecordId_CF");
+    assert_eq!(d.before.columns[1].sentinel_column, "TimeGenerated", "Log Analytics' own column, not renamed");
     assert!((d.before.columns[2].share - 34.0 / 232.0).abs() < 1e-12);
     assert!((d.before.columns[2].cost_per_month - 34.0 * 30.44).abs() < 1e-9);
     assert_eq!(groups(&d.before), [("ConnectionSuccess", 2, 87 + 79), (EMPTY, 1, 66)]);
