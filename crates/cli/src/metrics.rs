@@ -98,7 +98,7 @@ pub const METRICS: &[Def] = &[
         "defender_stage_silent_seconds",
         Gauge,
         &["stage"],
-        "Seconds since a pipeline stage (source, decode, sink) last reported.",
+        "Seconds since a pipeline stage (source, decode, route, sentinel, archive, acks) last reported.",
     ),
     def(
         "defender_stage_stalled",

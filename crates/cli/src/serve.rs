@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics` of a running pipeline (`[service] listen`).
 //!
 //! - `/healthz` (liveness: Kubernetes restarts the pod when it fails): every pipeline stage
-//!   (source loop, decode, sink) is making progress, i.e. none has been working without a word
+//!   (source loop, decode, route, sentinel, archive, acks) is making progress, i.e. none has been working without a word
 //!   for longer than `[service] liveness_threshold_seconds`, and none died (see
 //!   `defender_core::health`). Waiting is not stalling: an idle hub, or stages held back by a
 //!   sink, stay healthy; so does a sink waiting out a Sentinel outage or a permanent refusal,

@@ -1,8 +1,8 @@
 //! What the probes of a running pipeline report on: is every stage making progress
 //! (liveness), and is any destination refusing us permanently (readiness).
 //!
-//! - Each long-running stage (the source loop, the decode task, the sink task) holds a [`Beat`]
-//!   and says, as it goes, whether it is **working** (doing its own work: decoding, encoding,
+//! - Each long-running stage (the source loop, the decode, route, destination and ack tasks)
+//!   holds a [`Beat`] and says, as it goes, whether it is **working** (doing its own work: decoding, encoding,
 //!   writing) or **waiting** (for input, or for room downstream). A stage that has been working
 //!   for longer than the threshold without saying anything is *stalled*: a stuck call, a
 //!   deadlock, a loop that stopped turning. Waiting is never stalled: an idle source, or a

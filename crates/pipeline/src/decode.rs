@@ -50,7 +50,7 @@ pub(crate) async fn decode_stage(
     let mut cuts: HashMap<u32, BTreeSet<i64>> = HashMap::new();
     let mut timer = tokio::time::interval(tick);
     // Sends one flushed epoch (waiting, not stalled, while the sinks are behind); false when
-    // the sink task is gone.
+    // the router is gone.
     let send = async |tx: &mpsc::Sender<Stage>, out: Option<DecoderOutput>| match out {
         Some(out) => {
             beat.waiting();
@@ -64,7 +64,7 @@ pub(crate) async fn decode_stage(
         beat.waiting();
         let event = tokio::select! {
             e = rx.recv() => e,
-            // The sink task failed: stop, so the source sees its channel close and ends too.
+            // The router is gone (a task failed): stop, so the source sees its channel close too.
             () = tx.closed() => return,
             _ = timer.tick() => {
                 beat.working();

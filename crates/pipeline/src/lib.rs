@@ -1,34 +1,49 @@
-//! defender-pipeline: source → decode → sinks, with acks flowing back to one tracker.
+//! defender-pipeline: source → decode → route → one task per destination, with every ack
+//! flowing to one task that commits.
 //!
 //! ```text
-//! source task ──SourceEvent (≤ budget bytes)──▶ decode task ──Stage (≤ 4)──▶ sink task
-//!   ▲                                           one Decoder per              Sentinel, archive (Parquet +
-//!   │                                           partition, flush rule        dead letters) → Durable
-//!   └──── Positions (durable per partition) ◀──────────────────────────── AckTracker
+//!  source ──SourceEvent──▶ decode ──Stage──▶ route ──┬─ArchiveWork──▶ archive ──┐
+//!  (budget: raw bytes)     (≤ 4 stages)              │  (≤ 64, bytes)      ▲     │ Ack
+//!                                                    └─SentinelWork─▶ sentinel ──┤ (unbounded)
+//!                                                       (≤ 64, bytes)  dead      ▼
+//!  Positions (committable, per partition) ◀───────────────────────── acks
 //! ```
 //!
-//! - The source holds a [`ByteBudget`] permit for every chunk until the decoder has decoded it,
-//!   so at most `budget_bytes` of raw input are in flight; the decode → sink channel holds at
-//!   most [`EPOCH_QUEUE`] stages, each epoch bounded by the decoder's flush rule.
-//! - Each epoch registers with the [`AckTracker`] as many parts as it has table batches per
-//!   destination plus tables with dead letters; the sinks report each part durable (Sentinel
-//!   accepted the rows, the archive stored the file). The committable position of a partition
-//!   only ever covers epochs that are wholly durable; it is published in [`Positions`], from
-//!   which a committing source (Kafka) commits on its own timer.
-//! - A partition a source gives back (`Revoked`: a rebalance, or a stop) is flushed by the
-//!   decoder, made durable by the sinks, published, forgotten, and only then answered; a
-//!   partition it is given (`Assigned`) first learns from the archive what an earlier run
-//!   stored beyond its commit, so nothing is archived twice.
+//! - The source holds a [`ByteBudget`] permit for every chunk until the decoder has decoded it;
+//!   decode → route holds at most [`EPOCH_QUEUE`] stages (each bounded by the flush rule); each
+//!   destination's queue holds at most [`SINK_QUEUE`] items, and every batch queued holds its
+//!   decoded size from one shared in-flight budget (`budget_bytes`) until its destination is
+//!   done with it. One destination stalling (a Sentinel outage) does not stop the other until
+//!   that budget is spent; then routing waits, decoding waits and the source pauses.
+//! - The router registers each epoch with the ack task as as many parts as it has table batches
+//!   per destination plus tables with dead letters, before any can be reported; the
+//!   destinations report each part durable (Sentinel accepted the rows, the archive stored the
+//!   file). The ack task alone owns the [`AckTracker`](defender_core::ack::AckTracker): a
+//!   partition's committable position only ever covers epochs that are wholly durable; it is
+//!   published in [`Positions`], from which a committing source (Kafka) commits on its timer.
+//! - A partition a source gives back (`Revoked`: a rebalance, or a stop) becomes a barrier that
+//!   travels behind its data through every destination (Sentinel first, then the archive,
+//!   behind the dead letters Sentinel hands it); when the archive has made everything durable
+//!   the ack task publishes, forgets and answers. A partition it is given (`Assigned`) first
+//!   learns from the archive what an earlier run stored or sent beyond its commit, so nothing
+//!   is archived or sent twice.
+//! - CPU work runs off the reactor: Sentinel encoding and gzip on a pool of `cpu_workers`
+//!   blocking workers, the archive's Parquet encoding on a blocking thread of its own.
 //! - The [`Policy`] decides, per table, whether rows go to the archive and Sentinel and
 //!   through which filter; rows no destination takes are counted as `filtered`.
 //! - The run ends when the source ends (files exhausted, or a stop raised through
 //!   [`PipelineOptions::stop`]) and every epoch is durable; an epoch that is not is an error,
-//!   never a silent loss.
+//!   never a silent loss. The first task to fail ends the run with its error.
 
+mod acks;
+mod archive_task;
 pub mod breakdown;
+mod cpu;
 mod decode;
 pub mod estimate;
 pub mod policy;
+mod route;
+mod sentinel_task;
 
 use std::{
     collections::BTreeMap,
@@ -37,20 +52,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow_array::BooleanArray;
 use defender_core::{
     Accounting, Catalog, DeadLetter, DeadLetterReason, FlushRule, TableBatch,
-    ack::{AckError, AckTracker},
+    ack::AckError,
     decode::{
         DecoderOutput,
         unknown::{DEFAULT_MAX_UNKNOWN_TABLES, UnknownTableNames},
     },
-    health::{Beat, Health},
+    health::Health,
 };
 use defender_sinks::{
-    ArchiveSink, Durable,
+    ArchiveSink,
     archive::{ArchiveError, Recovery},
-    sentinel::{Delivered, DryRunSink, SentinelError, SentinelSink, SinkWatch},
+    sentinel::{DryRunSink, SentinelError, SentinelSink, SinkWatch},
     store::Location,
 };
 use defender_sources::{ByteBudget, Positions, SourceError, SourceIo};
@@ -61,8 +75,11 @@ pub use crate::policy::Policy;
 /// The histogram of the sinks' time per epoch, seconds (`metrics` facade).
 pub const BATCH_SECONDS: &str = "defender_batch_seconds";
 
-/// Epochs queued between the decoder and the sinks.
+/// Epochs queued between the decoder and the router.
 pub const EPOCH_QUEUE: usize = 4;
+
+/// Items (batches, dead letters, barriers) queued for each destination.
+pub const SINK_QUEUE: usize = 64;
 
 /// Settings of one pipeline run.
 #[derive(Debug, Clone)]
@@ -72,7 +89,7 @@ pub struct PipelineOptions {
     pub policy: Arc<Policy>,
     /// Raw input bytes in flight between the source and the decoder.
     pub budget_bytes: usize,
-    /// How often the sink task rolls files that reached their age and reports progress.
+    /// How often the archive rolls files that reached their age and progress is reported.
     pub tick: Duration,
     /// Raised to end a run that has no end of its own (a Kafka source): the source stops
     /// reading, hands its partitions back through the pipeline and commits.
@@ -86,6 +103,10 @@ pub struct PipelineOptions {
     /// A daemon's choice: when Sentinel refuses us permanently (403, 404, a refused
     /// credential), hold the data and retry instead of failing the run (readiness fails).
     pub hold_when_refused: bool,
+    /// Blocking workers for Sentinel row encoding and gzip (default: one per core).
+    pub cpu_workers: usize,
+    /// Sentinel batches in flight at once (of different partitions or tables).
+    pub sentinel_in_flight: usize,
 }
 
 impl Default for PipelineOptions {
@@ -99,6 +120,8 @@ impl Default for PipelineOptions {
             max_unknown_tables: DEFAULT_MAX_UNKNOWN_TABLES,
             health: Health::default(),
             hold_when_refused: false,
+            cpu_workers: cpu::default_workers(),
+            sentinel_in_flight: 8,
         }
     }
 }
@@ -126,15 +149,6 @@ pub enum SentinelPath {
     Live(SentinelSink),
 }
 
-impl SentinelPath {
-    async fn write(&mut self, batch: &TableBatch) -> Result<Delivered, SentinelError> {
-        match self {
-            Self::DryRun(sink) => Ok(Delivered { sent: sink.write(batch).await?, ..Delivered::default() }),
-            Self::Live(sink) => sink.send(batch).await,
-        }
-    }
-}
-
 /// The outcome of a run.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
@@ -150,12 +164,12 @@ pub struct RunReport {
 }
 
 /// How the sinks fared, over the run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SinkCounters {
     /// Logs Ingestion calls retried after a transient error, and after throttling.
     pub sentinel_retries: u64,
     pub sentinel_throttled: u64,
-    /// Epochs the sink task handled and the seconds it spent on them.
+    /// Epochs made wholly durable, and the seconds from routing to durable they took in all.
     pub epochs: u64,
     pub epoch_seconds: f64,
     /// Rows read again after a restart that the archive already held (not written twice;
@@ -164,6 +178,17 @@ pub struct SinkCounters {
     /// Rows read again after a restart that Sentinel had already accepted (not sent twice;
     /// counted as sent).
     pub sentinel_replayed_rows: u64,
+}
+
+impl SinkCounters {
+    fn add(&mut self, o: &SinkCounters) {
+        self.sentinel_retries += o.sentinel_retries;
+        self.sentinel_throttled += o.sentinel_throttled;
+        self.epochs += o.epochs;
+        self.epoch_seconds += o.epoch_seconds;
+        self.archive_replayed_rows += o.archive_replayed_rows;
+        self.sentinel_replayed_rows += o.sentinel_replayed_rows;
+    }
 }
 
 /// Why a run failed.
@@ -192,16 +217,16 @@ pub enum PipelineError {
 /// Runs a pipeline to the end of its source. `source` is given the channel and budget to fill.
 ///
 /// `sentinel` receives the rows the policy sends to Sentinel; a batch's Sentinel part is acked
-/// only when every row of it was accepted (or stored, in a dry run). While the sink waits out
-/// throttling or an outage, this task does not take the next epoch: the epoch queue fills, the
-/// decoder stops, the source's byte budget runs out and reading stops, so memory stays flat.
-/// Without a sink the Sentinel routes are not taken (the CLI refuses a config that asks for
-/// them without a `[sentinel]` section).
+/// only when every row of it was accepted (or stored, in a dry run), or dead-lettered. While
+/// Sentinel is throttled or down, its batches wait in its queue within the in-flight budget and
+/// the archive goes on; once the budget is spent, reading stops and memory stays flat. Without
+/// a sink the Sentinel routes are not taken (the CLI refuses a config that asks for them
+/// without a `[sentinel]` section).
 pub async fn run<S, F>(
     catalog: Arc<Catalog>,
     source: S,
     archive: ArchiveSink,
-    mut sentinel: Option<SentinelPath>,
+    sentinel: Option<SentinelPath>,
     options: PipelineOptions,
     progress: impl FnMut(&Progress) + Send + 'static,
 ) -> Result<RunReport, PipelineError>
@@ -209,47 +234,95 @@ where
     S: FnOnce(SourceIo) -> F,
     F: Future<Output = Result<(), SourceError>> + Send + 'static,
 {
-    let started = Instant::now();
+    let health = &options.health;
+    let markers = archive.markers().clone();
     let front = Front::spawn(catalog.clone(), source, &options, Some(archive.location().clone()));
-    let beat = options.health.stage("sink");
-    if let Some(SentinelPath::Live(sink)) = &mut sentinel {
-        sink.watch(SinkWatch {
-            stage: beat.observer(),
-            condition: options.health.condition("sentinel"),
-            hold_when_refused: options.hold_when_refused,
-        });
+    let FrontTasks { source, decode } = front.tasks;
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let (archive_tx, archive_rx) = mpsc::channel(SINK_QUEUE);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { source.await.map_err(task)?.map_err(PipelineError::from).map(|()| None) });
+    tasks.spawn(async move { decode.await.map_err(task).map(|()| None) });
+    let sentinel_tx = sentinel.map(|mut path| {
+        let beat = health.stage("sentinel");
+        if let SentinelPath::Live(sink) = &mut path {
+            sink.watch(SinkWatch {
+                stage: beat.observer(),
+                condition: health.condition("sentinel"),
+                hold_when_refused: options.hold_when_refused,
+            });
+        }
+        let (tx, rx) = mpsc::channel(SINK_QUEUE);
+        let cx = sentinel_task::Context {
+            archive: archive_tx.clone(),
+            acks: ack_tx.clone(),
+            markers: markers.clone(),
+            cpu: cpu::Cpu::new(options.cpu_workers),
+            max_in_flight: options.sentinel_in_flight.max(1),
+        };
+        tasks.spawn(async move { sentinel_task::sentinel_task(rx, path, cx, beat).await.map(|()| None) });
+        tx
+    });
+    let outputs = route::Outputs {
+        archive: archive_tx,
+        sentinel: sentinel_tx,
+        acks: ack_tx.clone(),
+        budget: ByteBudget::new(options.budget_bytes),
+    };
+    let (policy, beat) = (options.policy.clone(), health.stage("route"));
+    let route = route::route_task(front.stages, catalog, policy, markers.clone(), outputs, beat);
+    tasks.spawn(async move { route.await.map(|()| None) });
+    let (positions, beat) = (front.positions.clone(), health.stage("archive"));
+    let archive = archive_task::archive_task(archive_rx, archive, ack_tx, positions, options.tick, beat);
+    tasks.spawn(async move { archive.await.map(|()| None) });
+    let beat = health.stage("acks");
+    let acks = acks::ack_task(ack_rx, front.positions, markers, options.tick, beat, progress);
+    tasks.spawn(async move { acks.await.map(Some) });
+    join(tasks).await
+}
+
+fn task(e: tokio::task::JoinError) -> PipelineError {
+    PipelineError::Task(e.to_string())
+}
+
+/// Waits for every task; the ack task's report, or the first task's error (the others are
+/// stopped then). Of several errors, the cause is preferred to its consequence (epochs that
+/// could not be made durable because a destination failed).
+async fn join(
+    mut tasks: tokio::task::JoinSet<Result<Option<RunReport>, PipelineError>>,
+) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let mut report = None;
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(Some(r))) => report = Some(r),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                if errors.is_empty() {
+                    tasks.abort_all();
+                }
+                errors.push(e);
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                tasks.abort_all();
+                errors.push(task(e));
+            }
+        }
     }
-    let epoch_rx = front.stages;
-    let state = SinkState {
-        archive,
-        sentinel,
-        catalog,
-        policy: options.policy,
-        tracker: AckTracker::default(),
-        positions: front.positions,
-        report: RunReport::default(),
-    };
-    let sink = sink_stage(epoch_rx, state, options.tick, started, beat, progress);
-    tokio::pin!(sink);
-    let FrontTasks { mut source, decode } = front.tasks;
-    let task = |e: tokio::task::JoinError| PipelineError::Task(e.to_string());
-    let (sink_result, source_result) = tokio::select! {
-        r = &mut sink => (r, source.await.map_err(task)?),
-        s = &mut source => match s.map_err(task)? {
-            // A failed source (a revocation the sinks could not finish in time) ends the run
-            // now: what is in flight is abandoned, uncommitted, and read again after a restart.
-            Err(e) => return Err(e.into()),
-            Ok(()) => (sink.await, Ok(())),
-        },
-    };
-    decode.await.map_err(task)?;
-    source_result?;
-    let mut report = sink_result?;
-    report.elapsed = started.elapsed();
+    if let Some(i) = errors.iter().position(|e| !matches!(e, PipelineError::NotDurable(_))) {
+        return Err(errors.swap_remove(i));
+    }
+    if let Some(e) = errors.pop() {
+        return Err(e);
+    }
+    let mut report = report.ok_or_else(|| PipelineError::Task("the ack task ended without a report".into()))?;
+    report.elapsed = report.elapsed.max(started.elapsed());
     Ok(report)
 }
 
-/// What the decode task hands the sink task, in source order per partition.
+/// What the decode task hands the router, in source order per partition.
 #[derive(Debug)]
 pub(crate) enum Stage {
     /// A flush of one partition's decoder.
@@ -264,7 +337,7 @@ pub(crate) enum Stage {
 /// The source and decode tasks, and the channel of stages they feed.
 pub(crate) struct Front {
     pub(crate) stages: mpsc::Receiver<Stage>,
-    /// Where the sink task records how far each partition is durable, for the source to commit.
+    /// Where the ack task records how far each partition is durable, for the source to commit.
     pub(crate) positions: Positions,
     pub(crate) tasks: FrontTasks,
 }
@@ -313,260 +386,6 @@ impl FrontTasks {
         let source = self.source.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         self.decode.await.map_err(|e| PipelineError::Task(e.to_string()))?;
         Ok(source?)
-    }
-}
-
-struct SinkState {
-    archive: ArchiveSink,
-    sentinel: Option<SentinelPath>,
-    catalog: Arc<Catalog>,
-    policy: Arc<Policy>,
-    tracker: AckTracker,
-    positions: Positions,
-    report: RunReport,
-}
-
-impl SinkState {
-    /// The rows of `batch` each destination takes under the policy: (archive, Sentinel). Counts
-    /// the rows at least one takes as delivered and the others as filtered.
-    fn route(&mut self, batch: &TableBatch) -> Result<(Option<TableBatch>, Option<TableBatch>), PipelineError> {
-        let routes = self.policy.routes(&self.catalog, &batch.table);
-        let err = |source| PipelineError::Filter { table: batch.table.to_string(), source };
-        let rows = batch.rows();
-        let mut taken = BooleanArray::from(vec![false; rows]);
-        let mut outputs = [None, None];
-        let sentinel_on = routes.sentinel.enabled && self.sentinel.is_some();
-        for (i, (route, on)) in
-            [(&routes.archive, routes.archive.enabled), (&routes.sentinel, sentinel_on)].into_iter().enumerate()
-        {
-            if !on {
-                continue;
-            }
-            let Some(filter) = &route.filter else {
-                taken = BooleanArray::from(vec![true; rows]);
-                outputs[i] = Some(batch.clone());
-                continue;
-            };
-            let mask = filter.row_mask(&batch.batch).map_err(err)?;
-            taken = arrow_arith::boolean::or(&taken, &mask).map_err(err)?;
-            let kept = filter.apply(&batch.batch).map_err(err)?;
-            outputs[i] = (kept.num_rows() > 0).then(|| TableBatch { batch: kept, ..batch.clone() });
-        }
-        let delivered = taken.true_count() as u64;
-        let stats = self.report.accounting.table(&batch.table);
-        if let Some(reason) = routes.sentinel_refused.filter(|_| routes.count_dropped) {
-            *stats.dropped.entry(reason.to_string()).or_default() += rows as u64;
-        }
-        stats.delivered += delivered;
-        stats.filtered += rows as u64 - delivered;
-        let [archive, sentinel] = outputs;
-        Ok((archive, sentinel))
-    }
-
-    /// Routes one epoch and hands it to every destination. What a destination cannot take
-    /// because of the rows themselves (a row over Sentinel's call limit, a batch an encoder
-    /// cannot represent) becomes dead letters of this epoch, durable before the epoch is:
-    /// content never stops the run. Errors of the infrastructure do.
-    async fn epoch(&mut self, out: DecoderOutput) -> Result<(), PipelineError> {
-        self.report.accounting.merge(&out.accounting);
-        let mut batches = Vec::with_capacity(out.batches.len());
-        let mut to_sentinel = Vec::new();
-        for batch in &out.batches {
-            let (archive, sentinel) = self.route(batch)?;
-            batches.extend(archive);
-            to_sentinel.extend(sentinel);
-        }
-        let mut dead_letters = out.dead_letters;
-        // Acks of this epoch wait until it is registered, which needs the dead letters' tables.
-        let mut durable = Vec::new();
-        let mut parts = 0u32;
-        let sentinel_parts = to_sentinel.len() as u32;
-        if let Some(sink) = &mut self.sentinel {
-            for batch in &to_sentinel {
-                if self.archive.sentinel_sent_before(&batch.source, &batch.table, batch.last_offset) {
-                    // Accepted before a crash, past the commit: not billed twice.
-                    self.report.sinks.sentinel_replayed_rows += batch.rows() as u64;
-                    self.report.accounting.table(&batch.table).sent_sentinel += batch.rows() as u64;
-                    continue;
-                }
-                match sink.write(batch).await {
-                    Ok(delivered) => {
-                        self.report.sinks.sentinel_retries += delivered.retries;
-                        self.report.sinks.sentinel_throttled += delivered.throttled;
-                        let sent = delivered.sent;
-                        let stats = self.report.accounting.table(&sent.table);
-                        stats.sent_sentinel += sent.rows;
-                        stats.sentinel_rejected += sent.rejected;
-                        stats.sentinel_truncated += sent.truncated;
-                        dead_letters.extend(
-                            sent.rejected_rows
-                                .into_iter()
-                                .map(|r| row_dead_letter(batch, DeadLetterReason::SentinelRejected, &r.reason, r.json)),
-                        );
-                        let (first, last) = (batch.first_offset, batch.last_offset);
-                        self.archive.sentinel_sent(&batch.source, &batch.table, first, last).await?;
-                    }
-                    Err(e) if e.is_encoding() => {
-                        tracing::error!(table = %batch.table, rows = batch.rows(), error = %e, "sentinel cannot encode a batch: its rows are dead-lettered");
-                        self.report.accounting.table(&batch.table).sentinel_rejected += batch.rows() as u64;
-                        dead_letters.extend(rows_dead_letters(batch, &e.to_string()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        for batch in &batches {
-            match self.archive.write(batch).await {
-                Ok(d) => {
-                    durable.extend(d);
-                    parts += 1;
-                }
-                Err(e @ ArchiveError::Encode { .. }) => {
-                    tracing::error!(table = %batch.table, rows = batch.rows(), error = %e, "the archive cannot encode a batch: its rows are dead-lettered");
-                    let letters = rows_dead_letters(batch, &e.to_string());
-                    let stats = self.report.accounting.table(&batch.table);
-                    stats.delivered = stats.delivered.saturating_sub(letters.len() as u64);
-                    *stats.dead_lettered.entry(DeadLetterReason::EncodeFailed.to_string()).or_default() +=
-                        letters.len() as u64;
-                    dead_letters.extend(letters);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let dead_tables: std::collections::BTreeSet<&str> = dead_letters.iter().map(|d| &*d.table).collect();
-        parts += sentinel_parts + dead_tables.len() as u32;
-        self.tracker.register(out.partition, out.last_offset, parts)?;
-        for _ in 0..sentinel_parts {
-            self.tracker.ack(out.partition, out.last_offset)?;
-        }
-        if !dead_letters.is_empty() {
-            durable.extend(
-                self.archive.write_dead_letters(&out.source, out.partition, out.last_offset, &dead_letters).await?,
-            );
-        }
-        self.durable(durable)?;
-        self.commit(out.partition);
-        Ok(())
-    }
-
-    fn durable(&mut self, durable: Vec<Durable>) -> Result<(), PipelineError> {
-        let mut partitions = Vec::new();
-        for d in durable {
-            if !d.dead_letters {
-                self.report.accounting.table(&d.table).written_archive += d.rows;
-            }
-            self.tracker.ack(d.partition, d.epoch)?;
-            partitions.push(d.partition);
-        }
-        for stored in self.archive.take_stored() {
-            if !stored.dead_letters {
-                self.report.accounting.table(&stored.table).parquet_bytes += stored.bytes;
-            }
-            if stored.dead_letters {
-                self.report.dead_letter_files += 1;
-            } else {
-                self.report.parquet_files += 1;
-            }
-        }
-        partitions.dedup();
-        for p in partitions {
-            self.commit(p);
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self, partition: u32) {
-        if let Some(offset) = self.tracker.committable(partition) {
-            self.report.committed.insert(partition, offset);
-            self.positions.set_durable(partition, offset);
-        }
-    }
-
-    /// Makes everything held of `partitions` durable (rolling every open archive file: the
-    /// files gather several partitions' rows), records how far they got and forgets them.
-    async fn revoke(&mut self, partitions: &[u32]) -> Result<(), PipelineError> {
-        let durable = self.archive.close().await?;
-        self.durable(durable)?;
-        for &p in partitions {
-            self.commit(p);
-            self.archive.untrack(p);
-            let abandoned = self.tracker.forget(p);
-            if abandoned > 0 {
-                tracing::warn!(
-                    partition = p,
-                    epochs = abandoned,
-                    "revoked with epochs not durable: they will be read again"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn progress(&mut self, started: Instant) -> Progress {
-        self.report.sinks.archive_replayed_rows = self.archive.replayed_rows();
-        let totals = self.report.accounting.totals();
-        Progress {
-            records_in: totals.records_in,
-            rows_archived: totals.written_archive,
-            bytes_in: totals.bytes_in,
-            elapsed: started.elapsed(),
-            accounting: self.report.accounting.clone(),
-            durable: self.positions.durable_all(),
-            sinks: self.report.sinks.clone(),
-        }
-    }
-}
-
-async fn sink_stage(
-    mut rx: mpsc::Receiver<Stage>,
-    mut state: SinkState,
-    tick: Duration,
-    started: Instant,
-    beat: Beat,
-    mut progress: impl FnMut(&Progress),
-) -> Result<RunReport, PipelineError> {
-    let mut timer = tokio::time::interval(tick);
-    loop {
-        beat.waiting();
-        tokio::select! {
-            stage = rx.recv() => match stage {
-                Some(Stage::Epoch(out)) => {
-                    beat.working();
-                    let t = Instant::now();
-                    state.epoch(out).await?;
-                    let seconds = t.elapsed().as_secs_f64();
-                    metrics::histogram!(BATCH_SECONDS).record(seconds);
-                    state.report.sinks.epochs += 1;
-                    state.report.sinks.epoch_seconds += seconds;
-                }
-                Some(Stage::Assigned { source, partition, recovery }) => {
-                    state.archive.track(&source, partition, recovery);
-                }
-                Some(Stage::Revoked { partitions, done }) => {
-                    beat.working();
-                    state.revoke(&partitions).await?;
-                    // The source may have given up waiting: nothing to tell then.
-                    let _ = done.send(());
-                }
-                None => break,
-            },
-            _ = timer.tick() => {
-                beat.working();
-                let durable = state.archive.poll(Instant::now()).await?;
-                state.durable(durable)?;
-                state.archive.release(&state.positions.committed(), &state.positions.take_revoked()).await?;
-                progress(&state.progress(started));
-            }
-        }
-    }
-    let durable = state.archive.close().await?;
-    state.durable(durable)?;
-    // The source has made its last commits: the markers they passed go before the exit.
-    state.archive.release(&state.positions.committed(), &state.positions.take_revoked()).await?;
-    progress(&state.progress(started));
-    match state.tracker.outstanding() {
-        0 => Ok(state.report),
-        n => Err(PipelineError::NotDurable(n)),
     }
 }
 

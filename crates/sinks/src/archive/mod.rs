@@ -18,9 +18,11 @@
 
 mod files;
 pub(crate) mod layout;
+mod markers;
 pub mod replay;
 
 pub use files::ParquetSizer;
+pub use markers::Markers;
 pub use replay::{Recovery, recover};
 
 use std::{
@@ -124,6 +126,9 @@ pub struct Stored {
     pub dead_letters: bool,
 }
 
+/// A dead-letter file's key: (table, source key, partition, kind).
+type DeadKey = (Arc<str>, Arc<str>, u32, i64);
+
 struct Pending {
     durable: Durable,
     pieces: u32,
@@ -134,25 +139,15 @@ pub struct ArchiveSink {
     location: Location,
     config: ArchiveConfig,
     parquet: HashMap<FileKey, ParquetFile>,
-    dead: HashMap<(Arc<str>, Arc<str>, u32), DeadLetterFile>,
+    /// By (table, source key, partition, kind: [`replay::DEAD_LETTERS`] or [`replay::REJECTED`]).
+    dead: HashMap<DeadKey, DeadLetterFile>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
     stored: Vec<Stored>,
-    /// Partitions of a committing source, by source key (see [`replay`]).
-    tracked: HashMap<Arc<str>, Tracked>,
-    /// Markers of partitions given back, until their last commit is known (see [`Self::release`]).
-    leftover: HashMap<u32, Vec<(i64, Path)>>,
+    /// The replay markers of the partitions read here (shared with the Sentinel path).
+    markers: Markers,
     /// Rows skipped because an earlier run had stored them.
     replayed_rows: u64,
-}
-
-/// A partition whose files get progress markers.
-struct Tracked {
-    partition: u32,
-    /// (table, hour) → rows of epochs ending at or before this offset are already stored.
-    skip: HashMap<(Arc<str>, i64), i64>,
-    /// Markers put, by last offset: deleted once the commit passes them.
-    markers: Vec<(i64, Path)>,
 }
 
 impl std::fmt::Debug for ArchiveSink {
@@ -164,6 +159,7 @@ impl std::fmt::Debug for ArchiveSink {
 impl ArchiveSink {
     pub fn new(location: Location, config: ArchiveConfig) -> Self {
         Self {
+            markers: Markers::new(location.clone()),
             location,
             config,
             parquet: HashMap::new(),
@@ -171,88 +167,14 @@ impl ArchiveSink {
             pending: HashMap::new(),
             next_id: 0,
             stored: Vec::new(),
-            tracked: HashMap::new(),
-            leftover: HashMap::new(),
             replayed_rows: 0,
         }
     }
 
-    /// From now on, files of `source` (partition `partition` of a committing source) get
-    /// progress markers, and rows `recovery` says are stored already are skipped.
-    pub fn track(&mut self, source: &str, partition: u32, recovery: Recovery) {
-        let tracked = Tracked { partition, skip: recovery.skip, markers: Vec::new() };
-        // Whatever an earlier assignment left is this recovery's to judge now.
-        self.leftover.remove(&partition);
-        self.tracked.insert(source_key(source), tracked);
-    }
-
-    /// Stops tracking `partition` (revoked). Its markers wait for its last commit
-    /// ([`Self::release`]); those the commit does not pass stay for its next reader's recovery.
-    pub fn untrack(&mut self, partition: u32) {
-        let keys: Vec<Arc<str>> =
-            self.tracked.iter().filter(|(_, t)| t.partition == partition).map(|(k, _)| k.clone()).collect();
-        for k in keys {
-            if let Some(t) = self.tracked.remove(&k) {
-                self.leftover.entry(partition).or_default().extend(t.markers);
-            }
-        }
-    }
-
-    /// Deletes the markers the commits passed: `committed` (partition → last committed offset)
-    /// for partitions read here, `revoked` (the last commit of partitions given back, after
-    /// which nothing of theirs is kept here).
-    pub async fn release(
-        &mut self,
-        committed: &std::collections::BTreeMap<u32, i64>,
-        revoked: &std::collections::BTreeMap<u32, i64>,
-    ) -> Result<(), ArchiveError> {
-        let mut done = Vec::new();
-        for t in self.tracked.values_mut() {
-            let Some(&c) = committed.get(&t.partition) else { continue };
-            t.markers.retain(|(last, path)| {
-                if *last <= c {
-                    done.push(path.clone());
-                }
-                *last > c
-            });
-        }
-        for (partition, &c) in revoked {
-            if let Some(markers) = self.leftover.remove(partition) {
-                done.extend(markers.into_iter().filter(|(last, _)| *last <= c).map(|(_, p)| p));
-            }
-        }
-        for path in done {
-            match self.location.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(ArchiveError::Put { path: path.to_string(), source }),
-            }
-        }
-        Ok(())
-    }
-
-    /// True when an earlier run recorded that Sentinel accepted the rows of `table` of the epoch
-    /// of `source` ending at `last` (see [`replay`]): they are not sent again.
-    pub fn sentinel_sent_before(&self, source: &str, table: &Arc<str>, last: i64) -> bool {
-        self.stored_before(&source_key(source), table, replay::SENT, last)
-    }
-
-    /// True when an earlier run stored (or, for [`replay::SENT`], sent) the rows of `table` and
-    /// `hour` of the epoch of `source` (a source key) ending at `last` (see [`replay`]).
-    fn stored_before(&self, source: &Arc<str>, table: &Arc<str>, hour: i64, last: i64) -> bool {
-        self.tracked.get(source).and_then(|t| t.skip.get(&(table.clone(), hour))).is_some_and(|&stored| last <= stored)
-    }
-
-    /// Records, for a tracked partition, that Sentinel accepted every row of `table` of the
-    /// epoch `first..=last` of `source` (a marker put now, deleted once the commit passes it).
-    pub async fn sentinel_sent(
-        &mut self,
-        source: &str,
-        table: &Arc<str>,
-        first: i64,
-        last: i64,
-    ) -> Result<(), ArchiveError> {
-        let key = source_key(source);
-        self.put_marker(&key, &Marker { table: table.clone(), hour: replay::SENT, first, last }).await
+    /// The replay markers: track partitions as they are assigned, release markers as commits
+    /// pass them, record what Sentinel accepted (see [`Markers`]).
+    pub fn markers(&self) -> &Markers {
+        &self.markers
     }
 
     /// Rows not written again because an earlier run had stored them (see [`replay`]).
@@ -286,7 +208,7 @@ impl ArchiveSink {
         let groups: Vec<_> = groups
             .into_iter()
             .filter(|(hour, rows)| {
-                let stored = self.stored_before(&source, &batch.table, *hour, batch.last_offset);
+                let stored = self.markers.stored_before(&source, &batch.table, *hour, batch.last_offset);
                 if stored {
                     replayed += rows.num_rows() as u64;
                 }
@@ -331,9 +253,34 @@ impl ArchiveSink {
         Ok(done)
     }
 
-    /// Adds the dead letters of one epoch (any tables, one partition).
+    /// Adds the dead letters the decoder made of one epoch (any tables, one partition).
     pub async fn write_dead_letters(
         &mut self,
+        source: &Arc<str>,
+        partition: u32,
+        epoch: i64,
+        letters: &[DeadLetter],
+    ) -> Result<Vec<Durable>, ArchiveError> {
+        self.write_letters(replay::DEAD_LETTERS, source, partition, epoch, letters).await
+    }
+
+    /// Adds the dead letters a destination made of one epoch's rows (Sentinel refused them, an
+    /// encoder could not represent them). They get files and markers of their own: they are
+    /// written after the epoch's decoder dead letters, possibly after those were stored, and a
+    /// replay must not take the one for the other.
+    pub async fn write_rejected(
+        &mut self,
+        source: &Arc<str>,
+        partition: u32,
+        epoch: i64,
+        letters: &[DeadLetter],
+    ) -> Result<Vec<Durable>, ArchiveError> {
+        self.write_letters(replay::REJECTED, source, partition, epoch, letters).await
+    }
+
+    async fn write_letters(
+        &mut self,
+        kind: i64,
         source: &Arc<str>,
         partition: u32,
         epoch: i64,
@@ -351,13 +298,13 @@ impl ArchiveSink {
         for (table, letters) in by_table {
             let durable =
                 Durable { table: table.clone(), partition, epoch, rows: letters.len() as u64, dead_letters: true };
-            if self.stored_before(&source_name, &table, replay::DEAD_LETTERS, epoch) {
+            if self.markers.stored_before(&source_name, &table, kind, epoch) {
                 // An earlier run stored these before its crash (see `replay`).
                 done.push(durable);
                 continue;
             }
             let id = self.register(durable, 1);
-            let key = (table.clone(), source_name.clone(), partition);
+            let key = (table.clone(), source_name.clone(), partition, kind);
             let file = self.dead.entry(key.clone()).or_insert_with(DeadLetterFile::new);
             let first = letters.first().map_or(epoch, |l| l.position.offset);
             file.append(id, first, epoch, &letters).map_err(ArchiveError::DeadLetter)?;
@@ -413,32 +360,17 @@ impl ArchiveSink {
         let Some(file) = self.parquet.remove(key) else { return Ok(Vec::new()) };
         let (bytes, first, last, rows, pieces) = file.finish()?;
         let marker = Marker { table: key.table.clone(), hour: key.hour, first, last };
-        self.put_marker(&key.source, &marker).await?;
+        self.markers.put(&key.source, &marker).await?;
         let path = marker.file(&self.location.prefix, &key.source);
         self.put(&path, bytes, &key.table, rows, false).await?;
         Ok(self.pieces_done(pieces))
     }
 
-    /// For a tracked partition, puts the marker of a file about to be stored. The marker first:
-    /// a crash between the two puts leaves a marker without its file, which recovery deletes;
-    /// never a file without its marker.
-    async fn put_marker(&mut self, source: &Arc<str>, marker: &Marker) -> Result<(), ArchiveError> {
-        let Some(t) = self.tracked.get_mut(source) else { return Ok(()) };
-        let path = marker.path(&self.location.prefix, source);
-        self.location
-            .store
-            .put(&path, PutPayload::new())
-            .await
-            .map_err(|source| ArchiveError::Put { path: path.to_string(), source })?;
-        t.markers.push((marker.last, path));
-        Ok(())
-    }
-
-    async fn roll_dead(&mut self, key: &(Arc<str>, Arc<str>, u32)) -> Result<Vec<Durable>, ArchiveError> {
+    async fn roll_dead(&mut self, key: &DeadKey) -> Result<Vec<Durable>, ArchiveError> {
         let Some(file) = self.dead.remove(key) else { return Ok(Vec::new()) };
         let (bytes, first, last, rows, pieces) = file.finish().map_err(ArchiveError::DeadLetter)?;
-        let marker = Marker { table: key.0.clone(), hour: replay::DEAD_LETTERS, first, last };
-        self.put_marker(&key.1, &marker).await?;
+        let marker = Marker { table: key.0.clone(), hour: key.3, first, last };
+        self.markers.put(&key.1, &marker).await?;
         let path = marker.file(&self.location.prefix, &key.1);
         self.put(&path, bytes, &key.0, rows, true).await?;
         Ok(self.pieces_done(pieces))

@@ -7,10 +7,11 @@
 //!
 //! 1. before a file of a *tracked* partition is stored, a marker
 //!    `<prefix>/_progress/<source key>/<table>.<hour>.<first>.<last>` is put (empty); for a
-//!    dead-letter file the hour is `dl`. After Sentinel accepted every row of an epoch's batch
-//!    of a table, a marker with the hour `sent` records it (it has no file: the marker is the
-//!    record), so a replay does not send those rows again: duplicates in Sentinel after a crash
-//!    are bounded by the epochs in flight, not by the commit lag;
+//!    dead-letter file the hour is `dl` (`rejected` for rows a destination refused, in files
+//!    `<source>-<first>-<last>.rejected.ndjson.gz`). After Sentinel accepted every row of an
+//!    epoch's batch of a table, a marker with the hour `sent` records it (it has no file: the
+//!    marker is the record), so a replay does not send those rows again: duplicates in Sentinel
+//!    after a crash are bounded by the epochs in flight, not by the commit lag;
 //! 2. when the partition is assigned again, [`recover`] lists its markers: a marker whose file
 //!    exists says rows of that (table, hour) up to offset `last` are archived. The decoder cuts
 //!    its epochs at those offsets (so no epoch straddles one) and the archive skips rows of that
@@ -46,6 +47,9 @@ pub struct Recovery {
 pub(crate) const DEAD_LETTERS: i64 = i64::MIN;
 /// The `hour` of a marker (and of a skip entry) that records rows Sentinel accepted.
 pub(crate) const SENT: i64 = i64::MIN + 1;
+/// The `hour` of a marker that stands for a file of rows a destination refused (see
+/// [`super::ArchiveSink::write_rejected`]).
+pub(crate) const REJECTED: i64 = i64::MIN + 2;
 
 /// One stored (or about to be stored) file of a tracked partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +65,7 @@ impl Marker {
         let hour = match self.hour {
             DEAD_LETTERS => "dl".to_string(),
             SENT => "sent".to_string(),
+            REJECTED => "rejected".to_string(),
             h => h.to_string(),
         };
         format!("{}.{hour}.{:020}.{:020}", self.table, self.first, self.last)
@@ -73,6 +78,7 @@ impl Marker {
         let hour = match it.next()? {
             "dl" => DEAD_LETTERS,
             "sent" => SENT,
+            "rejected" => REJECTED,
             h => h.parse().ok()?,
         };
         let table = it.next()?.into();
@@ -81,8 +87,9 @@ impl Marker {
 
     /// The Parquet (or dead-letter) file the marker stands for.
     pub fn file(&self, prefix: &Path, source_key: &str) -> Path {
-        if self.hour == DEAD_LETTERS {
-            let name = format!("{source_key}-{:020}-{:020}.ndjson.gz", self.first, self.last);
+        if self.hour == DEAD_LETTERS || self.hour == REJECTED {
+            let kind = if self.hour == REJECTED { ".rejected" } else { "" };
+            let name = format!("{source_key}-{:020}-{:020}{kind}.ndjson.gz", self.first, self.last);
             return layout::dead_letter_path(prefix, &self.table, &name);
         }
         let name = format!("{source_key}-{:020}-{:020}.parquet", self.first, self.last);

@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use super::{
     EncodedRows, PackMode, Packer, RejectedRow, RowEncoder, Sent, SentinelError,
     auth::{AuthConfig, AuthError, TokenSource},
-    pack::Body,
+    pack::{Body, Packed},
     retry::{self, Decision, RateBudget, RetryPolicy},
     service::{IngestionService, SendError, request_id},
 };
@@ -289,6 +289,24 @@ pub struct SentinelSink {
     watch: Option<SinkWatch>,
 }
 
+/// A batch encoded and packed by [`SentinelSink::prepare`], ready for
+/// [`SentinelSink::deliver_prepared`].
+#[derive(Debug)]
+pub struct Prepared {
+    rows: EncodedRows,
+    /// Auxiliary: the batch row of each encoded row (sorted by time).
+    order: Option<Vec<usize>>,
+    packed: Packed,
+    truncated: u64,
+}
+
+impl Prepared {
+    /// Bytes held (the rows' JSON and the gzip bodies), for in-flight bounds.
+    pub fn bytes(&self) -> usize {
+        self.rows.bytes() + self.packed.bodies.iter().map(|b| b.gzip.len()).sum::<usize>()
+    }
+}
+
 /// How a running pipeline watches the sink (see `defender_core::health`).
 #[derive(Debug, Clone)]
 pub struct SinkWatch {
@@ -376,6 +394,13 @@ impl SentinelSink {
     /// Encodes, packs and sends one batch (already filtered and projected by the policy);
     /// returns when every row was accepted or rejected, or at the first permanent error.
     pub async fn send(&self, batch: &TableBatch) -> Result<Delivered, SentinelError> {
+        let prepared = self.prepare(batch)?;
+        self.deliver_prepared(batch, prepared).await
+    }
+
+    /// The CPU half of [`Self::send`]: encodes the rows and packs the gzip bodies. Pure
+    /// computation (no I/O, no await): a pipeline runs it on a blocking worker.
+    pub fn prepare(&self, batch: &TableBatch) -> Result<Prepared, SentinelError> {
         let target = self
             .config
             .tables
@@ -391,6 +416,17 @@ impl SentinelSink {
             Tier::Analytics | Tier::Basic => (rows, None),
         };
         let packed = self.packer.for_plan(target.plan).pack(&rows);
+        Ok(Prepared { rows, order, packed, truncated })
+    }
+
+    /// The I/O half of [`Self::send`]: sends the bodies of `prepared` (made from `batch`).
+    pub async fn deliver_prepared(&self, batch: &TableBatch, prepared: Prepared) -> Result<Delivered, SentinelError> {
+        let Prepared { rows, order, packed, truncated } = prepared;
+        let target = self
+            .config
+            .tables
+            .get(&*batch.table)
+            .ok_or_else(|| ClientError::UnmappedTable { table: batch.table.to_string() })?;
         let batch_row = |i: usize| order.as_ref().map_or(i, |o| o[i]);
         for r in &packed.rejected {
             tracing::warn!(table = %batch.table, row = r.row, reason = %r.reason, "row cannot be sent to sentinel");
@@ -426,21 +462,25 @@ impl SentinelSink {
         Ok(total)
     }
 
+    /// Encodes with the table's encoder, taken out of the map while it works, so batches of
+    /// different tables (and a second one of the same table, with an encoder of its own) encode
+    /// in parallel.
     fn encode(&self, batch: &TableBatch, plan: Tier) -> Result<(EncodedRows, u64), SentinelError> {
         let schema = batch.batch.schema();
-        let mut encoders = self.encoders.lock().expect("encoder lock poisoned");
-        let stale = encoders.get(&batch.table).is_none_or(|(s, _)| *s != schema);
-        if stale {
-            let table = self
-                .catalog
-                .get(&batch.table)
-                .ok_or_else(|| SentinelError::UnknownTable { table: batch.table.to_string() })?;
-            let encoder = RowEncoder::new(table, &schema)?.with_table_plan(plan);
-            encoders.insert(batch.table.clone(), (schema, encoder));
-        }
-        let (_, encoder) = encoders.get_mut(&batch.table).expect("inserted above");
+        let cached = self.encoders.lock().expect("encoder lock poisoned").remove(&batch.table);
+        let mut encoder = match cached {
+            Some((s, encoder)) if s == schema => encoder,
+            _ => {
+                let table = self
+                    .catalog
+                    .get(&batch.table)
+                    .ok_or_else(|| SentinelError::UnknownTable { table: batch.table.to_string() })?;
+                RowEncoder::new(table, &schema)?.with_table_plan(plan)
+            }
+        };
         let mut rows = EncodedRows::new();
         let stats = encoder.encode(&batch.batch, &mut rows)?;
+        self.encoders.lock().expect("encoder lock poisoned").insert(batch.table.clone(), (schema, encoder));
         Ok((rows, stats.truncated_total()))
     }
 

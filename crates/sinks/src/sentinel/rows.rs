@@ -84,6 +84,11 @@ impl EncodedRows {
         self.ends.is_empty()
     }
 
+    /// Bytes of JSON held.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The JSON object of row `i`.
     ///
     /// # Panics
