@@ -60,66 +60,89 @@ async fn commits_nothing_when_the_archive_cannot_store() {
     assert!(err.to_string().starts_with("cannot store table=DeviceInfo/date=2026-11-20/hour=10/"), "{err}");
 }
 
-/// A long 429 storm on the Sentinel path stops the source instead of buffering: while the sink
-/// waits, the bytes read stay within the byte budget, one chunk and the queued epochs; once the
-/// storm ends, everything lands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_429_storm_stops_reading_instead_of_buffering() {
-    use std::sync::atomic::{AtomicU64, Ordering};
+const DCR: &str = "dcr-00000000000000000000000000000002";
+const STREAM: &str = "Custom-DeviceInfo_CL";
 
-    use defender_core::Catalog;
-    use defender_gen::{GenOptions, Target};
-    use defender_ingestion_server::{Fault, ServerConfig, TestServer};
+/// The strict Logs Ingestion server with the DeviceInfo stream (any columns), and a sink that
+/// sends DeviceInfo there, retrying at most every second.
+async fn sentinel_server(
+    catalog: &Arc<Catalog>,
+) -> (defender_ingestion_server::TestServer, defender_sinks::sentinel::SentinelSink) {
+    use defender_ingestion_server::{ServerConfig, TestServer};
     use defender_sinks::sentinel::{AuthConfig, SentinelConfig, SentinelSink};
-
-    use crate::policy::TableSettings;
-
-    const DCR: &str = "dcr-00000000000000000000000000000002";
-    let streams = BTreeMap::from([(DCR.to_string(), BTreeMap::from([("Custom-DeviceInfo_CL".to_string(), vec![])]))]);
+    let streams = BTreeMap::from([(DCR.to_string(), BTreeMap::from([(STREAM.to_string(), vec![])]))]);
     let mut server_config = ServerConfig::new(streams, "t", "c", "s");
     server_config.reject_unknown_columns = false;
     let server = TestServer::start(server_config).await.unwrap();
-    for _ in 0..6 {
-        server.inject(Fault::Status { status: 429, retry_after: Some(1) });
-    }
-
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = Arc::new(Catalog::embedded());
-    let mut inputs = Vec::new();
-    let mut total = 0u64;
-    for i in 0..24 {
-        let path = dir.path().join(format!("in-{i:02}.json"));
-        let options = GenOptions {
-            seed: i,
-            tables: vec!["DeviceInfo".into()],
-            target: Target::Bytes(400_000),
-            envelope: false,
-            ..GenOptions::default()
-        };
-        let mut f = std::fs::File::create(&path).unwrap();
-        defender_gen::generate(&catalog, &options, &mut f).unwrap();
-        total += std::fs::metadata(&path).unwrap().len();
-        inputs.push(path);
-    }
-
     let mut auth = AuthConfig::client_secret("t", "c", "s");
     if let AuthConfig::ClientSecret { authority_host, .. } = &mut auth {
         *authority_host = server.authority.clone();
     }
     let mut config = SentinelConfig::new(server.endpoint.clone(), auth).with_table("DeviceInfo", DCR, None);
     config.extra_root_pem = Some(server.ca_pem.clone());
-    let sentinel = SentinelSink::new(config, catalog.clone()).unwrap();
+    config.retry.max = Duration::from_secs(1);
+    let sink = SentinelSink::new(config, catalog.clone()).unwrap();
+    (server, sink)
+}
+
+/// `files` generated DeviceInfo inputs of about `bytes` each (bare records), and their size.
+fn device_info_inputs(
+    catalog: &Catalog,
+    dir: &std::path::Path,
+    files: u64,
+    bytes: u64,
+) -> (Vec<std::path::PathBuf>, u64) {
+    use defender_gen::{GenOptions, Target};
+    let (mut inputs, mut total) = (Vec::new(), 0);
+    for i in 0..files {
+        let path = dir.join(format!("in-{i:02}.json"));
+        let options = GenOptions {
+            seed: i,
+            tables: vec!["DeviceInfo".into()],
+            target: Target::Bytes(bytes),
+            envelope: false,
+            ..GenOptions::default()
+        };
+        let mut f = std::fs::File::create(&path).unwrap();
+        defender_gen::generate(catalog, &options, &mut f).unwrap();
+        total += std::fs::metadata(&path).unwrap().len();
+        inputs.push(path);
+    }
+    (inputs, total)
+}
+
+/// DeviceInfo to Sentinel (and, as every table, to the archive).
+fn device_info_to_sentinel(catalog: &Catalog) -> Arc<Policy> {
+    use crate::policy::TableSettings;
     let settings = BTreeMap::from([(
         "DeviceInfo".to_string(),
         TableSettings { sentinel: Some(true), ..TableSettings::default() },
     )]);
-    let policy = Arc::new(Policy::new(&catalog, &settings).unwrap());
+    Arc::new(Policy::new(catalog, &settings).unwrap())
+}
+
+/// A long 429 storm on the Sentinel path stops the source instead of buffering: while the sink
+/// waits, the bytes read stay within the byte budgets, one chunk and the queued epochs; once the
+/// storm ends, everything lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_stops_reading_instead_of_buffering() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use defender_ingestion_server::Fault;
+
+    let catalog = Arc::new(Catalog::embedded());
+    let (server, sentinel) = sentinel_server(&catalog).await;
+    for _ in 0..6 {
+        server.inject(Fault::Status { status: 429, retry_after: Some(1) });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, total) = device_info_inputs(&catalog, dir.path(), 24, 400_000);
     let archive =
         ArchiveSink::new(store::open(dir.path().join("archive").to_str().unwrap()).unwrap(), ArchiveConfig::default());
     let budget_bytes = 256 << 10;
     let options = PipelineOptions {
         flush: FlushRule { max_rows: 100, ..FlushRule::default() },
-        policy,
+        policy: device_info_to_sentinel(&catalog),
         budget_bytes,
         tick: Duration::from_millis(100),
         ..PipelineOptions::default()
@@ -153,8 +176,8 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = read.load(Ordering::SeqCst);
-    // Budget + the chunk being read + one in the forwarder + decoded epochs queued (6 × 100 rows
-    // of ~3 KB): a few MB at most, against ~9.6 MB of input.
+    // Both budgets + the chunk being read + one in the forwarder + decoded epochs queued (6 ×
+    // 100 rows of ~3 KB): a few MB at most, against ~9.6 MB of input.
     eprintln!("read during the storm: {during} of {total}");
     assert!(during < 5 << 20, "read {during} of {total} bytes while the sink was throttled");
     assert!(server.requests().iter().all(|r| r.status == 429), "still in the storm after 3 s");
@@ -162,7 +185,68 @@ async fn a_429_storm_stops_reading_instead_of_buffering() {
     assert_eq!(read.load(Ordering::SeqCst), total, "everything read once the storm passed");
     let info = &report.accounting.tables["DeviceInfo"];
     assert_eq!(info.sent_sentinel, info.decoded);
-    assert_eq!(server.accepted(DCR, "Custom-DeviceInfo_CL").len() as u64, info.decoded);
+    assert_eq!(server.accepted(DCR, STREAM).len() as u64, info.decoded);
+    server.stop().await;
+}
+
+/// A Sentinel outage does not stop the archive: while every call is answered 503, the archive
+/// goes on storing files (within the in-flight budget), and nothing is committed that Sentinel
+/// has not accepted. Once the service is back, everything lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_outage_does_not_stop_the_archive_and_commits_nothing_it_has_not_accepted() {
+    use defender_ingestion_server::Fault;
+
+    let catalog = Arc::new(Catalog::embedded());
+    let (server, sentinel) = sentinel_server(&catalog).await;
+    for _ in 0..100_000 {
+        server.inject(Fault::Status { status: 503, retry_after: None });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, _) = device_info_inputs(&catalog, dir.path(), 4, 300_000);
+    let archive_dir = dir.path().join("archive");
+    let config = ArchiveConfig { roll_age: Duration::from_millis(200), ..ArchiveConfig::default() };
+    let archive = ArchiveSink::new(store::open(archive_dir.to_str().unwrap()).unwrap(), config);
+    let options = PipelineOptions {
+        flush: FlushRule { max_rows: 100, ..FlushRule::default() },
+        policy: device_info_to_sentinel(&catalog),
+        budget_bytes: 16 << 20,
+        tick: Duration::from_millis(100),
+        ..PipelineOptions::default()
+    };
+    let positions = Arc::new(std::sync::Mutex::new(None));
+    let seen = positions.clone();
+    let source = FileSource::new(inputs);
+    let pipeline = tokio::spawn(run(
+        catalog.clone(),
+        move |io: SourceIo| {
+            *seen.lock().unwrap() = Some(io.positions.clone());
+            source.run(io)
+        },
+        archive,
+        Some(SentinelPath::Live(sentinel)),
+        options,
+        |_| {},
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let stored = files_under(&archive_dir, ".parquet").len();
+        if stored >= 2 {
+            break stored;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the archive stored nothing during the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+    assert!(!statuses.is_empty() && statuses.iter().all(|s| *s == 503), "the outage lasted: {statuses:?}");
+    let durable = positions.lock().unwrap().as_ref().unwrap().durable_all();
+    assert!(durable.is_empty(), "{stored} files stored, and nothing Sentinel refused is committable: {durable:?}");
+    server.clear_faults();
+    let report = pipeline.await.unwrap().unwrap();
+    let info = &report.accounting.tables["DeviceInfo"];
+    assert_eq!((info.sent_sentinel, info.written_archive), (info.decoded, info.decoded));
+    assert_eq!(server.accepted(DCR, STREAM).len() as u64, info.decoded);
+    assert!(report.accounting.unbalanced().is_empty());
+    assert_eq!(report.committed.len(), 4, "every file's last line committed: {:?}", report.committed);
     server.stop().await;
 }
 
