@@ -348,7 +348,8 @@ where
         }
         let _ = forward.send(true);
     });
-    let front = crate::Front::spawn(catalog.clone(), source, &options, None);
+    let cpu = crate::cpu::Cpu::new(options.cpu_workers);
+    let front = crate::Front::spawn(catalog.clone(), source, &options, None, cpu);
     let mut epochs = front.stages;
     let mut records = 0;
     let mut estimator = Estimator::new(catalog, options.policy, archive).with_group_by(group_by);

@@ -236,13 +236,14 @@ where
 {
     let health = &options.health;
     let markers = archive.markers().clone();
-    let front = Front::spawn(catalog.clone(), source, &options, Some(archive.location().clone()));
+    let cpu = cpu::Cpu::new(options.cpu_workers);
+    let front = Front::spawn(catalog.clone(), source, &options, Some(archive.location().clone()), cpu.clone());
     let FrontTasks { source, decode } = front.tasks;
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let (archive_tx, archive_rx) = mpsc::channel(SINK_QUEUE);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { source.await.map_err(task)?.map_err(PipelineError::from).map(|()| None) });
-    tasks.spawn(async move { decode.await.map_err(task).map(|()| None) });
+    tasks.spawn(async move { decode.await.map_err(task)?.map(|()| None) });
     let sentinel_tx = sentinel.map(|mut path| {
         let beat = health.stage("sentinel");
         if let SentinelPath::Live(sink) = &mut path {
@@ -257,7 +258,7 @@ where
             archive: archive_tx.clone(),
             acks: ack_tx.clone(),
             markers: markers.clone(),
-            cpu: cpu::Cpu::new(options.cpu_workers),
+            cpu,
             max_in_flight: options.sentinel_in_flight.max(1),
         };
         tasks.spawn(async move { sentinel_task::sentinel_task(rx, path, cx, beat).await.map(|()| None) });
@@ -344,16 +345,18 @@ pub(crate) struct Front {
 
 pub(crate) struct FrontTasks {
     source: tokio::task::JoinHandle<Result<(), SourceError>>,
-    decode: tokio::task::JoinHandle<()>,
+    decode: tokio::task::JoinHandle<Result<(), PipelineError>>,
 }
 
 impl Front {
-    /// `archive`: where to look for what an earlier run archived beyond a partition's commit.
+    /// `archive`: where to look for what an earlier run archived beyond a partition's commit;
+    /// `cpu`: the pool the decoders run on.
     pub(crate) fn spawn<S, F>(
         catalog: Arc<Catalog>,
         source: S,
         options: &PipelineOptions,
         archive: Option<Location>,
+        cpu: cpu::Cpu,
     ) -> Self
     where
         S: FnOnce(SourceIo) -> F,
@@ -371,10 +374,15 @@ impl Front {
         };
         let source = tokio::spawn(source(io));
         let names = Arc::new(UnknownTableNames::new(&catalog, options.max_unknown_tables));
-        let limits =
-            decode::DecodeLimits { flush: options.flush, tick: options.tick, max_pending_bytes: options.budget_bytes };
-        let beat = options.health.stage("decode");
-        let decode = tokio::spawn(decode::decode_stage(catalog, names, source_rx, stage_tx, limits, archive, beat));
+        let limits = decode::DecodeLimits {
+            flush: options.flush,
+            tick: options.tick,
+            max_pending_bytes: options.budget_bytes,
+            workers: options.cpu_workers,
+        };
+        let health = options.health.clone();
+        let decode =
+            tokio::spawn(decode::decode_stage(catalog, names, source_rx, stage_tx, limits, archive, cpu, health));
         Self { stages, positions, tasks: FrontTasks { source, decode } }
     }
 }
@@ -384,7 +392,7 @@ impl FrontTasks {
     /// a source error is returned.
     pub(crate) async fn join(self) -> Result<(), PipelineError> {
         let source = self.source.await.map_err(|e| PipelineError::Task(e.to_string()))?;
-        self.decode.await.map_err(|e| PipelineError::Task(e.to_string()))?;
+        self.decode.await.map_err(|e| PipelineError::Task(e.to_string()))??;
         Ok(source?)
     }
 }

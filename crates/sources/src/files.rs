@@ -60,15 +60,23 @@ pub fn resolve_inputs(patterns: &[String]) -> Result<Vec<PathBuf>, SourceError> 
     Ok(out)
 }
 
-/// Reads files one after the other into the pipeline.
+/// Reads files into the pipeline, each a partition (numbered in order), a few at a time.
 #[derive(Debug, Clone)]
 pub struct FileSource {
     files: Vec<PathBuf>,
+    parallel: usize,
 }
 
 impl FileSource {
     pub fn new(files: Vec<PathBuf>) -> Self {
-        Self { files }
+        Self { files, parallel: 1 }
+    }
+
+    /// Reads up to `n` files at once (so as many partitions decode in parallel); each file's
+    /// messages still go in order. Default 1.
+    pub fn with_parallel(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
     }
 
     pub fn files(&self) -> &[PathBuf] {
@@ -82,49 +90,84 @@ impl FileSource {
 
     /// Sends every file's messages, then a `PartitionEnd` per file. Files are read as they are
     /// sent, a chunk at a time, so a file of any size costs at most one chunk beyond the byte
-    /// budget. Stops early (Ok) when the receiver is gone or `stop` is raised (between chunks).
+    /// budget (per file read at once). Stops early (Ok) when the receiver is gone or `stop` is
+    /// raised (between chunks).
     pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
-        let SourceIo { events: tx, budget, stop, beat, .. } = io;
-        for (partition, path) in self.files.iter().enumerate() {
-            let partition = partition as u32;
-            let source: Arc<str> = path.display().to_string().into();
-            let read_err = |source| SourceError::Read { path: path.display().to_string(), source };
-            let p = path.clone();
-            let mut reader = tokio::task::spawn_blocking(move || MessageReader::open(&p))
-                .await
-                .expect("opening a file does not panic")
-                .map_err(read_err)?;
-            tracing::debug!(file = %source, "reading input");
-            loop {
-                beat.working();
-                let (back, chunk) = tokio::task::spawn_blocking(move || {
-                    let chunk = reader.next_chunk(CHUNK_BYTES);
-                    (reader, chunk)
-                })
-                .await
-                .expect("reading a file does not panic");
-                reader = back;
-                let messages = chunk.map_err(read_err)?;
-                if *stop.borrow() {
-                    return Ok(());
+        let SourceIo { events, budget, stop, beat, .. } = io;
+        let files: Arc<Vec<PathBuf>> = Arc::new(self.files);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..self.parallel.min(files.len()).max(1) {
+            let (files, next) = (files.clone(), next.clone());
+            let reader =
+                Reader { tx: events.clone(), budget: budget.clone(), stop: stop.clone(), beat: beat.observer() };
+            readers.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(path) = files.get(i) else { return Ok(()) };
+                    if !reader.file(i as u32, path).await? {
+                        return Ok(());
+                    }
                 }
-                if messages.is_empty() {
-                    break;
-                }
-                let bytes = messages.iter().map(|m| m.1.len()).sum();
-                beat.waiting();
-                let permit = budget.acquire(bytes).await;
-                let c = Chunk { source: source.clone(), partition, messages, permit };
-                if tx.send(SourceEvent::Chunk(c)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            beat.waiting();
-            if tx.send(SourceEvent::PartitionEnd { partition }).await.is_err() {
-                return Ok(());
+            });
+        }
+        drop(events);
+        while let Some(done) = readers.join_next().await {
+            if let Err(e) = done.expect("reading a file does not panic") {
+                readers.abort_all();
+                return Err(e);
             }
         }
+        beat.waiting();
         Ok(())
+    }
+}
+
+/// One of the file source's readers.
+struct Reader {
+    tx: tokio::sync::mpsc::Sender<SourceEvent>,
+    budget: crate::ByteBudget,
+    stop: tokio::sync::watch::Receiver<bool>,
+    beat: defender_core::health::StageObserver,
+}
+
+impl Reader {
+    /// Sends one file as partition `partition`; false when the pipeline is gone or stopping.
+    async fn file(&self, partition: u32, path: &Path) -> Result<bool, SourceError> {
+        let source: Arc<str> = path.display().to_string().into();
+        let read_err = |source| SourceError::Read { path: path.display().to_string(), source };
+        let p = path.to_path_buf();
+        let mut reader = tokio::task::spawn_blocking(move || MessageReader::open(&p))
+            .await
+            .expect("opening a file does not panic")
+            .map_err(read_err)?;
+        tracing::debug!(file = %source, "reading input");
+        loop {
+            self.beat.working();
+            let (back, chunk) = tokio::task::spawn_blocking(move || {
+                let chunk = reader.next_chunk(CHUNK_BYTES);
+                (reader, chunk)
+            })
+            .await
+            .expect("reading a file does not panic");
+            reader = back;
+            let messages = chunk.map_err(read_err)?;
+            if *self.stop.borrow() {
+                return Ok(false);
+            }
+            if messages.is_empty() {
+                break;
+            }
+            let bytes = messages.iter().map(|m| m.1.len()).sum();
+            self.beat.waiting();
+            let permit = self.budget.acquire(bytes).await;
+            let c = Chunk { source: source.clone(), partition, messages, permit };
+            if self.tx.send(SourceEvent::Chunk(c)).await.is_err() {
+                return Ok(false);
+            }
+        }
+        self.beat.waiting();
+        Ok(self.tx.send(SourceEvent::PartitionEnd { partition }).await.is_ok())
     }
 }
 
@@ -200,7 +243,7 @@ fn trim(b: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::{collections::BTreeMap, io::Write};
     use tokio::sync::mpsc;
 
     use super::*;
@@ -255,6 +298,48 @@ mod tests {
             resolve_inputs(std::slice::from_ref(&missing)).unwrap_err().to_string(),
             format!("input `{missing}` matches no file")
         );
+    }
+
+    /// Files read at once interleave, but each file's messages keep their order and its end
+    /// comes after them; every message arrives once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_read_in_parallel_keep_each_files_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = 30_000;
+        let paths: Vec<_> = (0..3)
+            .map(|f| {
+                let path = dir.path().join(format!("{f}.json"));
+                let text: String = (0..lines)
+                    .map(|i| format!("{{\"file\":{f},\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(60)))
+                    .collect();
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(4);
+        let (io, _stop) = SourceIo::new(tx, crate::ByteBudget::new(4 << 20));
+        let reading = tokio::spawn(FileSource::new(paths).with_parallel(2).run(io));
+        let (mut last, mut ended, mut order) = (BTreeMap::new(), Vec::new(), Vec::new());
+        while let Some(event) = rx.recv().await {
+            match event {
+                SourceEvent::Chunk(c) => {
+                    assert!(!ended.contains(&c.partition), "a chunk of partition {} after its end", c.partition);
+                    for (offset, _) in &c.messages {
+                        let prev = last.insert(c.partition, *offset).unwrap_or(0);
+                        assert_eq!(*offset, prev + 1, "partition {} out of order", c.partition);
+                    }
+                    order.push(c.partition);
+                }
+                SourceEvent::PartitionEnd { partition } => ended.push(partition),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        reading.await.unwrap().unwrap();
+        ended.sort();
+        assert_eq!(ended, vec![0, 1, 2]);
+        assert_eq!(last, BTreeMap::from([(0, lines), (1, lines), (2, lines)]));
+        let first_of_1 = order.iter().position(|p| *p == 1).unwrap();
+        assert!(order[first_of_1..].contains(&0), "two files were read at once: {order:?}");
     }
 
     #[tokio::test]
