@@ -4,13 +4,13 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, process::ExitCode, sync::Arc};
 
 use crate::{
-    config::Config,
-    detail, html,
+    config, detail, html,
     report::human_bytes,
     source::{Mode, Source},
 };
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use defender_config::Config;
 use defender_core::{Catalog, billing::STRING_FORMS};
 use defender_pipeline::estimate::{Estimate, TableEstimate};
 
@@ -100,7 +100,7 @@ fn run_estimate(config: &Config, bound: Bound) -> anyhow::Result<Estimate> {
 }
 
 pub fn estimate(args: EstimateArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::resolve(args.config.as_deref(), &args.input, None, false)?;
+    let config = config::resolve(args.config.as_deref(), &args.input, None, false)?;
     let estimate = run_estimate(&config, Bound { duration: args.duration, max_records: args.max_records })?;
     if let Some(path) = &args.html {
         std::fs::write(path, html::report(&estimate)).with_context(|| format!("cannot write {}", path.display()))?;
@@ -126,7 +126,7 @@ pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
     if as_dcr {
         // As a DCR would run it: on the stream the sink sends (Sentinel column names), keeping
         // TimeGenerated and RecordId_CF (`schemas dcr --filter-in-dcr` deploys the same text).
-        let config = Config::load(&config)?;
+        let config = config::load(&config)?;
         let catalog = Catalog::embedded();
         for (table, entry) in &config.tables {
             let (Some(filter), Some(schema)) = (&entry.sentinel_filter, catalog.get(table)) else { continue };
@@ -139,7 +139,7 @@ pub fn filter(cmd: FilterCommand) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::resolve(Some(&config), &sample, None, false)?;
+    let config = config::resolve(Some(&config), &sample, None, false)?;
     let estimate = run_estimate(&config, Bound::default())?;
     let mut out = format!(
         "{:<40} {:>10} {:>10} {:>12} {:>9} {:>14} {:>14}\n",

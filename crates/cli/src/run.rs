@@ -14,9 +14,10 @@ use defender_sinks::{
 };
 use tokio::sync::watch;
 
+use defender_config::SentinelTarget;
+
 use crate::{
-    config::{Config, SentinelTarget},
-    report,
+    config, report,
     serve::{self, Status},
     source::{Mode, Source},
 };
@@ -65,19 +66,20 @@ async fn signal() {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
+    let config = config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
-    let sentinel = match (config.sentinel_target(&catalog)?, config.policy.any_sentinel()) {
+    let sentinel = match (config.sentinel_target(&catalog)?, config.policy().any_sentinel()) {
         (Some(SentinelTarget::DryRun { dir, pack, plans }), _) => {
             let location = store::open(&dir)?;
             eprintln!("sentinel (dry run): request bodies to {}", location.display);
             Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack).with_plans(plans)))
         }
-        (Some(SentinelTarget::Live(c)), _) => {
+        (Some(SentinelTarget::Live(live)), _) => {
+            let c = config::sentinel_config(*live)?;
             let to: Vec<String> = c.endpoints().iter().map(|(dcr, endpoint)| format!("{dcr} at {endpoint}")).collect();
             eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), to.join(", "));
-            Some(SentinelPath::Live(SentinelSink::new(*c, catalog.clone())?))
+            Some(SentinelPath::Live(SentinelSink::new(c, catalog.clone())?))
         }
         (None, true) => bail!(
             "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \

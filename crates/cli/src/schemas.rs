@@ -15,7 +15,9 @@ use defender_core::{
     policy,
 };
 
-use crate::config::Config;
+use defender_config::Config;
+
+use crate::config;
 
 /// The file `schemas dcr` writes in its output folder.
 pub const DCR_FILE: &str = "defender-sentinel.json";
@@ -82,7 +84,7 @@ pub fn schemas(cmd: SchemasCommand) -> anyhow::Result<ExitCode> {
 
 fn dcr_template(args: &DcrArgs) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::embedded();
-    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let config = args.config.as_deref().map(config::load).transpose()?;
     if config.is_some() && !args.plans.is_empty() {
         bail!(
             "--plan with --config: the plans come from the config (`plan` in [tables.<Table>]), so that the tables \
@@ -146,7 +148,7 @@ fn dcr_table(
     let Some(config) = config else {
         return Ok((!schema.tvm && schema.streaming_api == "GA").then_some(all));
     };
-    let routes = config.policy.routes(catalog, &schema.table);
+    let routes = config.policy().routes(catalog, &schema.table);
     let route = routes.sentinel;
     if !route.enabled {
         return Ok(None);
@@ -234,7 +236,7 @@ fn check(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SentinelTarget;
+    use defender_config::SentinelTarget;
 
     #[test]
     fn the_printed_sections_with_the_outputs_pasted_make_a_config_sending_each_table_to_its_rule() {
@@ -258,6 +260,7 @@ mod tests {
         let text = format!("{sent}\n[sentinel]\n{sections}\n[sentinel.auth]\nmethod = \"azure_cli\"\n");
         let config = Config::parse(&text).unwrap();
         let Some(SentinelTarget::Live(live)) = config.sentinel_target(&catalog).unwrap() else { panic!("live") };
+        let live = crate::config::sentinel_config(*live).unwrap();
         for (i, rule) in rules.iter().enumerate() {
             let n = i + 1;
             for table in &rule.tables {

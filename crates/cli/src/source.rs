@@ -10,7 +10,9 @@ use defender_sources::{
     resolve_inputs,
 };
 
-use crate::{config::Config, report::human_bytes};
+use defender_config::Config;
+
+use crate::{config, report::human_bytes};
 
 /// A configured source.
 #[derive(Debug)]
@@ -56,7 +58,7 @@ impl Source {
                 })?)
             }
             (None, Some(auth)) => {
-                let auth = auth.resolve("source.kafka.auth")?;
+                let auth = config::auth(auth, "source.kafka.auth")?;
                 let tokens = TokenSource::with_scope(auth, reqwest::Client::new(), EVENT_HUBS_SCOPE)
                     .map_err(|e| anyhow::anyhow!("source.kafka.auth: {e}"))?;
                 KafkaAuth::OAuth(Arc::new(EntraTokens(tokens)))

@@ -1,0 +1,77 @@
+//! Every default of the file, in one place. A default that a library type already has (the
+//! pipeline's, the archive's, the Kafka source's, the Entra client's) is read from that type, so
+//! each value is written once: change it there and the config follows.
+
+use defender_core::FlushRule;
+use defender_pipeline::PipelineOptions;
+use defender_sinks::{ArchiveConfig, sentinel::auth::DEFAULT_AUTHORITY_HOST};
+use defender_sources::KafkaConfig;
+
+const MIB: usize = 1 << 20;
+
+fn archive() -> ArchiveConfig {
+    ArchiveConfig::default()
+}
+
+fn pipeline() -> PipelineOptions {
+    PipelineOptions::default()
+}
+
+/// The Kafka source's defaults (its settings other than where it connects).
+fn kafka() -> KafkaConfig {
+    KafkaConfig::new("", Vec::new(), "")
+}
+
+pub fn roll_size_mb() -> u64 {
+    (archive().roll_bytes / MIB) as u64
+}
+pub fn roll_seconds() -> u64 {
+    archive().roll_age.as_secs()
+}
+pub fn zstd_level() -> i32 {
+    archive().zstd_level
+}
+pub fn flush_rows() -> usize {
+    FlushRule::default().max_rows
+}
+pub fn flush_mb() -> usize {
+    FlushRule::default().max_bytes / MIB
+}
+pub fn flush_seconds() -> u64 {
+    FlushRule::default().max_age.as_secs()
+}
+pub fn budget_mb() -> usize {
+    pipeline().budget_bytes / MIB
+}
+pub fn max_unknown_tables() -> usize {
+    pipeline().max_unknown_tables
+}
+pub fn client_secret_env() -> String {
+    "AZURE_CLIENT_SECRET".to_string()
+}
+pub fn group() -> String {
+    "defender-ingest".to_string()
+}
+/// Where a partition without a committed offset starts (the Kafka source's default,
+/// `StartPosition::Earliest`, by the name the file gives it).
+pub fn start() -> String {
+    "earliest".to_string()
+}
+pub fn commit_interval_ms() -> u64 {
+    kafka().commit_interval.as_millis() as u64
+}
+pub fn session_timeout_ms() -> u64 {
+    kafka().session_timeout.as_millis() as u64
+}
+pub fn revoke_timeout_seconds() -> u64 {
+    kafka().revoke_timeout.as_secs()
+}
+pub fn shutdown_grace_seconds() -> u64 {
+    kafka().shutdown_grace.as_secs()
+}
+pub fn liveness_threshold_seconds() -> u64 {
+    300
+}
+pub fn authority_host() -> String {
+    DEFAULT_AUTHORITY_HOST.to_string()
+}

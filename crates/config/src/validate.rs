@@ -1,0 +1,262 @@
+//! From the file as written to a [`Config`]: ranges, consistency, the policy and its filters,
+//! the Sentinel section's DCRs and endpoints. Nothing here reads the environment or a file:
+//! a `*_env` key is checked to be the name of a variable, not read.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use defender_core::{Catalog, billing::Tier};
+use defender_pipeline::{Policy, policy::TableSettings};
+use defender_sinks::sentinel::client::check_endpoint;
+use toml::Spanned;
+
+use crate::{AuthSection, Config, ConfigError, ConfigFile, KafkaSection, SentinelSection, TableEntry, invalid};
+
+impl ConfigFile {
+    /// Checks the file whose `text` this was parsed from (for the lines of errors and filters)
+    /// and builds its policy.
+    pub fn validate(self, text: &str) -> Result<Config, ConfigError> {
+        self.check_values()?;
+        let settings: BTreeMap<String, TableSettings> = self
+            .tables
+            .iter()
+            .map(|(name, e)| {
+                let at = |f: &Option<Spanned<String>>| f.as_ref().map(|f| filter_at(text, f));
+                let s = TableSettings {
+                    archive: e.archive,
+                    sentinel: e.sentinel,
+                    archive_filter: at(&e.archive_filter),
+                    sentinel_filter: at(&e.sentinel_filter),
+                    plan: e.plan,
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        let catalog = Catalog::embedded();
+        let policy = Policy::new(&catalog, &settings)?;
+        for (name, e) in &self.tables {
+            let routes = policy.routes(&catalog, name);
+            if let Some(stream) = e.stream.as_deref().filter(|s| s.starts_with("Microsoft-"))
+                && routes.sentinel.enabled
+                && routes.plan == Tier::Auxiliary
+            {
+                invalid!(
+                    "tables.{name}.plan: the Auxiliary plan is only for custom tables (`Custom-<name>_CL` streams) and \
+                     {name} goes to the built-in table of stream {stream:?}; built-in Azure tables do not support the \
+                     Auxiliary plan (Microsoft, \"Select a table plan\", 2025-08-29)"
+                );
+            }
+        }
+        for (name, column) in self.tables.iter().filter_map(|(n, e)| Some((n, e.group_by.as_deref()?))) {
+            let Some(schema) = catalog.get(name) else {
+                invalid!("tables.{name}.group_by: a grouping column belongs to one table, not to `{name}`")
+            };
+            if !column.is_empty() {
+                defender_pipeline::breakdown::check_group_column(schema, column)
+                    .map_err(|e| ConfigError::Invalid(format!("tables.{name}.group_by: {e}")))?;
+            }
+        }
+        if let Some(s) = &self.sentinel {
+            s.check(text, &catalog, &self.tables)?;
+        }
+        let Self { source, archive, pipeline, service, tables, sentinel, prices } = self;
+        Ok(Config { source, archive, pipeline, service, tables, sentinel, prices, policy: Arc::new(policy) })
+    }
+
+    /// The checks of single values and sections, before the policy.
+    fn check_values(&self) -> Result<(), ConfigError> {
+        let p = &self.pipeline;
+        for (key, value) in [
+            ("pipeline.flush_rows", p.flush_rows),
+            ("pipeline.flush_mb", p.flush_mb),
+            ("pipeline.budget_mb", p.budget_mb),
+            ("pipeline.max_unknown_tables", p.max_unknown_tables),
+            ("service.liveness_threshold_seconds", self.service.liveness_threshold_seconds as usize),
+        ] {
+            if value == 0 {
+                invalid!("`{key}` must be at least 1");
+            }
+        }
+        if let Some(a) = &self.archive {
+            if a.roll_size_mb == 0 {
+                invalid!("`archive.roll_size_mb` must be at least 1");
+            }
+            if !(1..=22).contains(&a.zstd_level) {
+                invalid!("`archive.zstd_level` must be between 1 and 22, got {}", a.zstd_level);
+            }
+            if a.url.trim().is_empty() {
+                invalid!("`archive.url` is empty: expected a path, file://, az:// or abfss:// URL");
+            }
+        }
+        if let Some(f) = &self.source.files
+            && f.paths.is_empty()
+        {
+            invalid!("`source.files.paths` is empty: expected at least one file or glob");
+        }
+        if self.source.files.is_some() && self.source.kafka.is_some() {
+            invalid!("[source.files] and [source.kafka] are both set: a run reads one source");
+        }
+        if let Some(k) = &self.source.kafka {
+            k.check()?;
+        }
+        let auths = [
+            ("sentinel.auth", self.sentinel.as_ref().and_then(|s| s.auth.as_ref())),
+            ("source.kafka.auth", self.source.kafka.as_ref().and_then(|k| k.auth.as_ref())),
+        ];
+        for (at, auth) in auths {
+            if let Some(AuthSection::ClientSecret { client_secret_env, .. }) = auth {
+                env_var_name(&format!("{at}.client_secret_env"), client_secret_env)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SentinelSection {
+    /// What can be checked at load: every endpoint is an https URL, every table listed under a
+    /// DCR is a table that can go to Sentinel and is listed once, and agrees with its own
+    /// `dcr_immutable_id`; every `[sentinel.dcrs.<id>]` is some table's DCR. Errors name the key
+    /// and its line.
+    fn check(&self, text: &str, catalog: &Catalog, tables: &BTreeMap<String, TableEntry>) -> Result<(), ConfigError> {
+        let at = |key: &str, span: std::ops::Range<usize>| format!("`{key}` at line {}", line_at(text, span.start));
+        if let Some(e) = &self.endpoint {
+            check_endpoint(&at("sentinel.endpoint", e.span()), e.get_ref()).map_err(ConfigError::Invalid)?;
+        }
+        let mut listed: BTreeMap<&str, &str> = BTreeMap::new();
+        for (id, d) in &self.dcrs {
+            let id_str = id.get_ref().as_str();
+            if let Some(e) = &d.endpoint {
+                check_endpoint(&at(&format!("sentinel.dcrs.{id_str}.endpoint"), e.span()), e.get_ref())
+                    .map_err(ConfigError::Invalid)?;
+            }
+            for t in &d.tables {
+                let (name, key) = (t.get_ref().as_str(), at(&format!("sentinel.dcrs.{id_str}.tables"), t.span()));
+                match catalog.get(name) {
+                    None => invalid!("{key}: {name} is not a table (see `defender-ingest schemas list`)"),
+                    Some(schema) if schema.tvm => {
+                        invalid!(
+                            "{key}: {name} is a Defender Vulnerability Management (TVM) table, never sent to Sentinel"
+                        )
+                    }
+                    Some(_) => {}
+                }
+                if let Some(other) = listed.insert(name, id_str) {
+                    invalid!("{key}: {name} is also listed in `sentinel.dcrs.{other}.tables`: a table goes to one DCR");
+                }
+                if let Some(own) = tables.get(name).and_then(|e| e.dcr_immutable_id.as_deref())
+                    && own != id_str
+                {
+                    invalid!(
+                        "{key}: {name} has its own tables.{name}.dcr_immutable_id = {own:?}: a table goes to one DCR"
+                    );
+                }
+            }
+            let named = self.dcr_immutable_id.as_deref() == Some(id_str)
+                || tables.values().any(|e| e.dcr_immutable_id.as_deref() == Some(id_str));
+            if d.tables.is_empty() && !named {
+                invalid!(
+                    "{}: no table goes to this DCR: list its tables in `tables`, or set tables.<Table>.dcr_immutable_id \
+                     = {id_str:?}",
+                    at(&format!("sentinel.dcrs.{id_str}"), id.span())
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KafkaSection {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.bootstrap.trim().is_empty() {
+            invalid!(
+                "`source.kafka.bootstrap` is empty: expected host:port, e.g. <namespace>.servicebus.windows.net:9093"
+            );
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            invalid!("`source.kafka.topics` must name at least one event hub (topic), without empty names");
+        }
+        if self.group.trim().is_empty() {
+            invalid!("`source.kafka.group` is empty: expected the consumer group name");
+        }
+        self.start_position()?;
+        if let Some(var) = &self.connection_string_env {
+            env_var_name("source.kafka.connection_string_env", var)?;
+        }
+        let ways = [self.connection_string_env.is_some(), self.auth.is_some(), self.plaintext];
+        if ways.iter().filter(|w| **w).count() != 1 {
+            invalid!(
+                "[source.kafka] needs exactly one of `connection_string_env` (Event Hubs SAS), [source.kafka.auth] \
+                 (Entra token) and `plaintext = true` (a local broker)"
+            );
+        }
+        for (key, value) in
+            [("commit_interval_ms", self.commit_interval_ms), ("session_timeout_ms", self.session_timeout_ms)]
+        {
+            if value == 0 {
+                invalid!("`source.kafka.{key}` must be at least 1");
+            }
+        }
+        if let Some(k) = self.properties.keys().find(|k| k.starts_with("sasl.") || k.contains("password")) {
+            invalid!(
+                "`source.kafka.properties.{k}`: credentials do not go in the file; use connection_string_env or [source.kafka.auth]"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where a partition without a committed offset starts.
+    pub fn start_position(&self) -> Result<defender_sources::StartPosition, ConfigError> {
+        use defender_sources::StartPosition;
+        Ok(match self.start.as_str() {
+            "earliest" => StartPosition::Earliest,
+            "latest" => StartPosition::Latest,
+            t => {
+                let nanos = defender_core::policy::parse_datetime(t).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "`source.kafka.start` is {t:?}: expected \"earliest\", \"latest\" or an RFC 3339 time such as \"2026-11-01T00:00:00Z\""
+                    ))
+                })?;
+                StartPosition::Timestamp(nanos / 1_000_000)
+            }
+        })
+    }
+}
+
+/// `at` (a `*_env` key) names an environment variable, not a secret pasted in its place: the
+/// error would otherwise print the value.
+fn env_var_name(at: &str, name: &str) -> Result<(), ConfigError> {
+    let plausible = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plausible {
+        invalid!(
+            "`{at}` must be the name of an environment variable (letters, digits and `_`), and it is not: \
+             was the secret itself put there? It goes in the variable, never in the file (the value is not shown)"
+        );
+    }
+    Ok(())
+}
+
+/// The line (from 1) of byte `offset` of `text`.
+pub(crate) fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A filter's text with the line and column of its first character in the config file (after the
+/// opening quotes, and after the newline that TOML drops right after `'''` or `"""`).
+fn filter_at(text: &str, value: &Spanned<String>) -> (String, usize, usize) {
+    let mut start = value.span().start;
+    let raw = &text[start..value.span().end];
+    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        start += 3;
+        if text[start..].starts_with("\r\n") {
+            start += 2;
+        } else if text[start..].starts_with('\n') {
+            start += 1;
+        }
+    } else {
+        start += 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (value.get_ref().clone(), line, column)
+}
