@@ -46,6 +46,13 @@ pub fn budget_mb() -> usize {
 pub fn max_unknown_tables() -> usize {
     pipeline().max_unknown_tables
 }
+/// One per core.
+pub fn cpu_workers() -> usize {
+    pipeline().cpu_workers
+}
+pub fn sentinel_in_flight() -> usize {
+    pipeline().sentinel_in_flight
+}
 pub fn client_secret_env() -> String {
     "AZURE_CLIENT_SECRET".to_string()
 }

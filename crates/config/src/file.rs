@@ -270,6 +270,14 @@ pub struct PipelineSection {
     /// own; records of later ones go to `_OverflowUnknownTables`.
     #[serde(default = "defaults::max_unknown_tables")]
     pub max_unknown_tables: usize,
+    /// Blocking workers for the CPU work (Parquet encoding, Sentinel row encoding and gzip);
+    /// default one per core.
+    #[serde(default = "defaults::cpu_workers")]
+    pub cpu_workers: usize,
+    /// Sentinel batches in flight at once, across partitions and tables (calls per DCR stay
+    /// bounded by `[sentinel] concurrency_per_dcr`).
+    #[serde(default = "defaults::sentinel_in_flight")]
+    pub sentinel_in_flight: usize,
 }
 
 impl Default for PipelineSection {
@@ -280,6 +288,8 @@ impl Default for PipelineSection {
             flush_seconds: defaults::flush_seconds(),
             budget_mb: defaults::budget_mb(),
             max_unknown_tables: defaults::max_unknown_tables(),
+            cpu_workers: defaults::cpu_workers(),
+            sentinel_in_flight: defaults::sentinel_in_flight(),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! flush_seconds = 5          # ... or this age
 //! budget_mb = 64             # raw input in flight between source and decoder
 //! max_unknown_tables = 100   # distinct unknown tables kept apart; later ones share one overflow table
+//! # cpu_workers = 2          # blocking workers for Parquet, Sentinel row encoding and gzip (default: one per core)
+//! sentinel_in_flight = 8     # Sentinel batches in flight at once, across partitions and tables
 //!
 //! [tables.default]           # tables not named below
 //! archive = true
@@ -159,6 +161,8 @@ impl Config {
             },
             budget_bytes: p.budget_mb << 20,
             max_unknown_tables: p.max_unknown_tables,
+            cpu_workers: p.cpu_workers,
+            sentinel_in_flight: p.sentinel_in_flight,
             policy: self.policy.clone(),
             ..PipelineOptions::default()
         }

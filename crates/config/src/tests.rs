@@ -290,6 +290,8 @@ fn an_empty_file_has_the_libraries_defaults() {
     assert_eq!(options.flush, ours.flush);
     assert_eq!(options.budget_bytes, ours.budget_bytes);
     assert_eq!(options.max_unknown_tables, ours.max_unknown_tables);
+    assert_eq!(options.cpu_workers, ours.cpu_workers, "one per core");
+    assert_eq!(options.sentinel_in_flight, ours.sentinel_in_flight);
     let (archive, ours) = (c.archive_config(), defender_sinks::ArchiveConfig::default());
     assert_eq!(
         (archive.roll_bytes, archive.roll_age, archive.zstd_level),
@@ -302,4 +304,15 @@ fn an_empty_file_has_the_libraries_defaults() {
     assert_eq!(std::time::Duration::from_millis(k.session_timeout_ms), ours.session_timeout);
     assert_eq!(std::time::Duration::from_secs(k.revoke_timeout_seconds), ours.revoke_timeout);
     assert_eq!(std::time::Duration::from_secs(c.service.shutdown_grace_seconds), ours.shutdown_grace);
+}
+
+#[test]
+fn cpu_workers_and_sentinel_in_flight_reach_the_pipeline_and_must_be_at_least_one() {
+    let c = Config::parse("[pipeline]\ncpu_workers = 3\nsentinel_in_flight = 2\n").unwrap();
+    let options = c.pipeline_options();
+    assert_eq!((options.cpu_workers, options.sentinel_in_flight), (3, 2));
+    let err = Config::parse("[pipeline]\ncpu_workers = 0\n").unwrap_err().to_string();
+    assert_eq!(err, "`pipeline.cpu_workers` must be at least 1");
+    let err = Config::parse("[pipeline]\nsentinel_in_flight = 0\n").unwrap_err().to_string();
+    assert_eq!(err, "`pipeline.sentinel_in_flight` must be at least 1");
 }

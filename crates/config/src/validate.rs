@@ -70,6 +70,8 @@ impl ConfigFile {
             ("pipeline.flush_mb", p.flush_mb),
             ("pipeline.budget_mb", p.budget_mb),
             ("pipeline.max_unknown_tables", p.max_unknown_tables),
+            ("pipeline.cpu_workers", p.cpu_workers),
+            ("pipeline.sentinel_in_flight", p.sentinel_in_flight),
             ("service.liveness_threshold_seconds", self.service.liveness_threshold_seconds as usize),
         ] {
             if value == 0 {
