@@ -33,7 +33,9 @@ impl Source {
     /// Builds the source of `config` (checked: a wrong librdkafka property fails here).
     pub fn new(config: &Config, mode: Mode) -> anyhow::Result<Self> {
         if let Some(files) = &config.source.files {
-            return Ok(Self::Files(FileSource::new(resolve_inputs(&files.paths)?)));
+            // As many files at once as there are decode workers: file runs decode in parallel.
+            let source = FileSource::new(resolve_inputs(&files.paths)?).with_parallel(config.pipeline.cpu_workers);
+            return Ok(Self::Files(source));
         }
         let k = config.source.kafka.as_ref().context("no source configured")?;
         let mut kafka = KafkaConfig::new(&k.bootstrap, k.topics.clone(), &k.group);

@@ -109,8 +109,9 @@ pub(crate) async fn decode_stage(
         workers.push(work_tx);
         handles.push(tokio::spawn(worker(work_rx, shared.clone(), health.stage(worker_name(i)))));
     }
-    let beat = health.stage("decode");
-    let mut d = Dispatch { workers, tx, archive, held: HashMap::new(), recoveries: FuturesUnordered::new(), beat };
+    let (beat, recovery) = (health.stage("decode"), health.stage("recovery"));
+    let mut d =
+        Dispatch { workers, tx, archive, held: HashMap::new(), recoveries: FuturesUnordered::new(), beat, recovery };
     let finished = d.run(&mut rx).await;
     // Closing the workers' queues ends them once they have flushed everything.
     drop(d);
@@ -137,6 +138,8 @@ struct Dispatch {
     held: HashMap<u32, VecDeque<SourceEvent>>,
     recoveries: FuturesUnordered<BoxFuture<'static, Recovered>>,
     beat: Beat,
+    /// Working while a recovery is being read (a store that never answers stalls it).
+    recovery: Beat,
 }
 
 impl Dispatch {
@@ -153,6 +156,7 @@ impl Dispatch {
                 biased;
                 Some(recovered) = self.recoveries.next(), if !self.recoveries.is_empty() => {
                     self.beat.working();
+                    self.recovery_progress();
                     if !self.recovered(recovered).await {
                         return Ok(());
                     }
@@ -194,6 +198,9 @@ impl Dispatch {
                     return self.recovered((source, partition, Recovery::default())).await;
                 };
                 self.held.insert(partition, VecDeque::new());
+                if self.recoveries.is_empty() {
+                    self.recovery.working();
+                }
                 self.recoveries.push(
                     async move {
                         let recovery = recover(&location, &source, committed).await.unwrap_or_else(|e| {
@@ -211,6 +218,7 @@ impl Dispatch {
                 // Their held events first: the revocation comes after everything read of them.
                 while partitions.iter().any(|p| self.held.contains_key(p)) {
                     let Some(recovered) = self.recoveries.next().await else { break };
+                    self.recovery_progress();
                     if !self.recovered(recovered).await {
                         return false;
                     }
@@ -236,6 +244,11 @@ impl Dispatch {
                 self.tx.send(Stage::Revoked { partitions, done }).await.is_ok()
             }
         }
+    }
+
+    /// One recovery done: progress, and waiting again once none is left.
+    fn recovery_progress(&self) {
+        if self.recoveries.is_empty() { self.recovery.waiting() } else { self.recovery.working() }
     }
 
     /// A partition's recovery is read: the router learns it before any epoch of the partition,
