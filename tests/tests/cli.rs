@@ -134,3 +134,34 @@ fn the_end_of_run_table_puts_each_counter_under_its_header() {
     assert_eq!(header.split("  ").filter(|h| !h.trim().is_empty()).count(), 10, "table + 9 headers:\n{text}");
     assert!(cell("parquet").ends_with("B") && cell("bytes in").ends_with("B"), "{text}");
 }
+
+#[test]
+fn config_check_passes_the_examples_and_points_at_a_mistake_without_connecting() {
+    let config = repo_root().join("examples/eventhubs.toml");
+    // No connection string nor workload identity in the environment: nothing is resolved.
+    let out = Command::new(binary())
+        .args(["config", "check", "--config", config.to_str().unwrap()])
+        .env_remove("EVENTHUB_CONNECTION_STRING")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.starts_with("ok: ") && text.contains("source kafka my-namespace.servicebus.windows.net:9093"),
+        "{text}"
+    );
+    assert!(text.contains("sentinel 2 table(s) to 1 DCR(s)"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[source.kafka]\nbootstrap = \"b:9093\"\ntopics = [\"t\"]\nstart = \"yesterday\"\n[archive]\nurl = \"out\"\n",
+    )
+    .unwrap();
+    let out = Command::new(binary()).args(["config", "check", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start"), "{err}");
+}

@@ -1,13 +1,60 @@
 //! The config of a command: the file read ([`load`]), `--input` and `--archive` applied
 //! ([`resolve`]), and what the file only names made real: secrets from the environment, the
 //! certificate and CA files ([`auth`], [`sentinel_config`]). Its types, defaults and checks are
-//! `defender_config`'s (crates/config).
+//! `defender_config`'s (crates/config). `config check` ([`command`]) runs every check that
+//! needs neither the network nor the environment.
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{Context, bail};
-use defender_config::{ArchiveSection, AuthSection, Config, FilesSource, LiveSentinel};
+use clap::Subcommand;
+use defender_config::{ArchiveSection, AuthSection, Config, FilesSource, LiveSentinel, SentinelTarget};
+use defender_core::Catalog;
 use defender_sinks::sentinel::{AuthConfig, Secret, SentinelConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a config file as `run` would, without connecting to anything and without reading
+    /// secrets from the environment: syntax and values, a source and an archive, the start
+    /// position, and the Sentinel section (a DCR and an endpoint for every table sent there).
+    /// Exit 0 and one line of summary when it is fine; exit 2 and what is wrong otherwise.
+    Check {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+pub fn command(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check { config: path } = cmd;
+    let config = resolve(Some(&path), &[], None, true)?;
+    let source = match (&config.source.kafka, &config.source.files) {
+        (Some(k), _) => {
+            k.start_position().context("source.kafka.start")?;
+            format!("kafka {} topics {}", k.bootstrap, k.topics.join(","))
+        }
+        (None, Some(f)) => format!("files {}", f.paths.join(",")),
+        (None, None) => unreachable!("resolve checks there is a source"),
+    };
+    let catalog = Catalog::embedded();
+    let sentinel = match (config.sentinel_target(&catalog)?, config.policy().any_sentinel()) {
+        (Some(SentinelTarget::DryRun { dir, .. }), _) => format!("sentinel dry run into {dir}"),
+        (Some(SentinelTarget::Live(live)), _) => {
+            // The credential is resolved at run time (secrets, token files); any one stands in
+            // for it here: the checks of endpoints, DCRs and tables do not depend on it.
+            let c = live.into_config(AuthConfig::AzureCli, None)?;
+            format!("sentinel {} table(s) to {} DCR(s)", c.tables.len(), c.endpoints().len())
+        }
+        (None, true) => bail!("the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section"),
+        (None, false) => "no sentinel".to_string(),
+    };
+    let archive = &config.archive.as_ref().expect("resolve checks the archive").url;
+    println!("ok: {}: source {source}, archive {archive}, {sentinel}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
 
 /// Reads and checks a config file; errors name the file, the line and what was expected.
 pub fn load(path: &Path) -> anyhow::Result<Config> {

@@ -48,6 +48,9 @@ enum Command {
     /// Write synthetic, realistic Streaming API traffic (Event Hubs message bodies or bare
     /// records, one per line) for demos, tests and benchmarks.
     Generate(generate::GenerateArgs),
+    /// Validate a config file without connecting to anything.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Inspect and validate the table schemas embedded in this binary.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Estimate(args) => estimate::estimate(args),
         Command::Filter(cmd) => estimate::filter(cmd),
         Command::Generate(args) => generate::generate(args),
+        Command::Config(cmd) => config::command(cmd),
         Command::Schemas(cmd) => schemas::schemas(cmd),
     };
     match result {
