@@ -81,3 +81,34 @@ fn every_overlay_config_passes_config_check() {
         );
     }
 }
+
+/// deploy/azure/defender-ingest.json: the resources the deployment needs, the three roles, and
+/// every `parameters('x')` it uses declared (ARM would reject the template at deploy time only).
+#[test]
+fn the_azure_template_has_the_identity_roles_and_storage_and_declares_its_parameters() {
+    let path = repo_root().join("deploy/azure/defender-ingest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let t: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let types: Vec<&str> = t["resources"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    for want in [
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+        "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials",
+        "Microsoft.EventHub/namespaces/eventhubs/consumergroups",
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "Microsoft.Storage/storageAccounts/managementPolicies",
+        "Microsoft.Authorization/roleAssignments",
+    ] {
+        assert!(types.contains(&want), "{want} missing from {}", path.display());
+    }
+    for (role, id) in [
+        ("Azure Event Hubs Data Receiver", "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"),
+        ("Storage Blob Data Contributor", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),
+        ("Monitoring Metrics Publisher", "3913510d-42f4-4e42-8a64-420c390055eb"),
+    ] {
+        assert!(text.contains(id), "no role assignment of {role} ({id})");
+    }
+    let declared = t["parameters"].as_object().unwrap();
+    for used in text.split("parameters('").skip(1).map(|s| s.split('\'').next().unwrap()) {
+        assert!(declared.contains_key(used), "parameters('{used}') is used but not declared");
+    }
+}
