@@ -36,7 +36,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::sync::Semaphore;
 
 use super::{
-    EncodedRows, PackMode, Packer, RejectedRow, RowEncoder, Sent, SentinelError,
+    DEFAULT_GZIP_LEVEL, EncodedRows, PackMode, Packer, RejectedRow, RowEncoder, Sent, SentinelError,
     auth::{AuthConfig, AuthError, TokenSource},
     pack::{Body, Packed},
     retry::{self, Decision, RateBudget, RetryPolicy},
@@ -102,7 +102,7 @@ pub struct SentinelConfig {
     pub retry: RetryPolicy,
     /// Extra trusted root certificates (PEM), for the ingestion and the token endpoints (tests).
     pub extra_root_pem: Option<String>,
-    /// gzip level of the bodies (0–9).
+    /// gzip level of the bodies (0–9; default [`DEFAULT_GZIP_LEVEL`]).
     pub gzip_level: u32,
 }
 
@@ -121,7 +121,7 @@ impl SentinelConfig {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             extra_root_pem: None,
-            gzip_level: 6,
+            gzip_level: DEFAULT_GZIP_LEVEL,
         }
     }
 

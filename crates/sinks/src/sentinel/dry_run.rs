@@ -17,7 +17,7 @@ use arrow_schema::SchemaRef;
 use defender_core::{Catalog, TableBatch, billing::Tier};
 use object_store::{ObjectStoreExt, PutPayload, path::Path};
 
-use super::{EncodedRows, PackMode, Packer, RowEncoder, SentinelError};
+use super::{DEFAULT_GZIP_LEVEL, EncodedRows, PackMode, Packer, RowEncoder, SentinelError};
 use crate::{archive::layout::source_key, store::Location};
 
 /// What one table batch became on the Sentinel path.
@@ -78,7 +78,7 @@ impl DryRunSink {
         Self {
             location,
             catalog,
-            packer: Packer::new(mode, 6),
+            packer: Packer::new(mode, DEFAULT_GZIP_LEVEL),
             encoders: HashMap::new(),
             rows: EncodedRows::new(),
             plans: BTreeMap::new(),

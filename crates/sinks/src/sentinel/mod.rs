@@ -33,7 +33,7 @@ pub mod service;
 pub use auth::{AuthConfig, AuthError, EVENT_HUBS_SCOPE, Secret, TokenSource};
 pub use client::{ClientError, Delivered, Prepared, SentinelConfig, SentinelSink, SinkWatch, StreamTarget};
 pub use dry_run::{DryRunSink, RejectedRow, Sent};
-pub use pack::{Body, PackMode, Packed, Packer, RejectReason, Rejected};
+pub use pack::{Body, DEFAULT_GZIP_LEVEL, PackMode, Packed, Packer, RejectReason, Rejected};
 pub use retry::{RateBudget, RetryPolicy};
 pub use rows::{EncodeStats, EncodedRows, RowEncoder};
 pub use service::{IngestionService, SendError, SendErrorKind};

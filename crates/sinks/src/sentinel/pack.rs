@@ -110,6 +110,13 @@ fn deflate_bound(n: usize) -> usize {
     n + n / 1024 + 64
 }
 
+/// The default gzip level of the bodies. In the default mode ([`PackMode::SDK`]) the JSON bound
+/// cuts the bodies, so the level changes only wire bytes and CPU, not the number of calls: level
+/// 1 costs a fraction of level 6's CPU for about 4× instead of 7× on the wire
+/// (`benches/RESULTS.md`, gzip). In [`PackMode::Compressed`] the ratio sets the rows per call:
+/// level 6 fits about 1.7× the rows of level 1 per call, at 2–3 times the CPU.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+
 /// The time window of an Auxiliary table's calls: their rows' `TimeGenerated` span less.
 pub const AUXILIARY_MAX_SPAN: Duration = Duration::from_secs(30 * 60);
 
