@@ -221,6 +221,9 @@ async fn validate(
         wire.to_vec()
     };
 
+    if config.limits_only {
+        return Ok(Vec::new());
+    }
     let rows = parse_rows(&json, log)?;
     if config.reject_unknown_columns {
         check_columns(&rows, columns)?;

@@ -86,6 +86,10 @@ pub struct ServerConfig {
     /// not listed is an Analytics one. Default empty; [`rules_from_template`] fills it from the
     /// generated ARM template.
     pub rules: BTreeMap<String, StreamRules>,
+    /// Benchmarks: check the call (auth, path, content type, wire and decompressed limits,
+    /// gzip) but neither parse nor keep the rows, so the server's own JSON parsing is not what
+    /// a benchmark of the client measures. Default false.
+    pub limits_only: bool,
 }
 
 impl ServerConfig {
@@ -107,6 +111,7 @@ impl ServerConfig {
             reject_unknown_columns: true,
             client_certificate_pem: None,
             rules: BTreeMap::new(),
+            limits_only: false,
         }
     }
 

@@ -48,6 +48,10 @@ struct Args {
     /// template's). Without the template's column types, nested JSON is not checked.
     #[arg(long = "plan", value_name = "STREAM=PLAN")]
     plans: Vec<String>,
+    /// Benchmarks: check auth, path and size limits and inflate the body, but neither parse nor
+    /// keep the rows.
+    #[arg(long)]
+    limits_only: bool,
 }
 
 #[tokio::main]
@@ -63,6 +67,7 @@ async fn main() -> Result<()> {
     config.max_decompressed_bytes = args.max_decompressed_bytes;
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs);
     config.reject_unknown_columns = !args.allow_unknown_columns;
+    config.limits_only = args.limits_only;
     if let Some(path) = &args.template {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let template: serde_json::Value = serde_json::from_str(&text).context("parsing the template")?;

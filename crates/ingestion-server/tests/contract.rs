@@ -276,3 +276,19 @@ async fn token_endpoint_issues_bearer_tokens_and_serves_openid_configuration() {
     let config = ServerConfig::new(Default::default(), "t", "c", "s");
     assert!(!format!("{config:?}").contains("\"s\""));
 }
+
+/// Benchmarks' mode: the call is still checked (limits, gzip), the rows are neither parsed nor
+/// kept.
+#[tokio::test]
+async fn limits_only_checks_the_call_but_keeps_no_rows() {
+    let mut config = config();
+    config.limits_only = true;
+    let server = TestServer::start(config).await.unwrap();
+    let token = token(&server).await;
+    let reply = post(&server, &token, gzip(&body(3)), true).await.unwrap();
+    assert_eq!(reply.status, 204);
+    assert!(server.accepted(DCR, STREAM).is_empty(), "rows are not kept");
+    let big = vec![b' '; defender_ingestion_server::DEFAULT_MAX_WIRE_BYTES + 1];
+    assert_eq!(post(&server, &token, big, false).await.unwrap().status, 413, "limits still hold");
+    assert_eq!(post(&server, &token, b"not gzip".to_vec(), true).await.unwrap().status, 400, "gzip still checked");
+}
