@@ -34,10 +34,14 @@ pub enum DeadLetterReason {
     /// A decoded batch an encoder (Parquet, Sentinel JSON) could not represent; `detail` holds
     /// the encoder's error and `raw` the row as JSON.
     EncodeFailed,
+    /// Input the source could not read as messages: a corrupt or truncated Capture (Avro)
+    /// file or block, a Capture record without a Body. `detail` says what and where (the byte
+    /// position in the file); `raw` holds the unreadable bytes (up to 1 MiB).
+    UnreadableInput,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::MalformedJson,
         Self::NotAMessage,
         Self::NotAnObject,
@@ -46,6 +50,7 @@ impl DeadLetterReason {
         Self::NoTimestamp,
         Self::SentinelRejected,
         Self::EncodeFailed,
+        Self::UnreadableInput,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +63,7 @@ impl DeadLetterReason {
             Self::NoTimestamp => "no_timestamp",
             Self::SentinelRejected => "sentinel_rejected",
             Self::EncodeFailed => "encode_failed",
+            Self::UnreadableInput => "unreadable_input",
         }
     }
 }

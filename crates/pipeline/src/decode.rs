@@ -31,7 +31,7 @@ use defender_sinks::{
     archive::{Recovery, recover},
     store::Location,
 };
-use defender_sources::{Chunk, SourceEvent};
+use defender_sources::{Chunk, SourceEvent, Unreadable};
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,6 +58,7 @@ enum Work {
         cuts: BTreeSet<i64>,
     },
     Chunk(Chunk),
+    Unreadable(Unreadable),
     /// The partition's input ended: flush and forget it.
     End {
         partition: u32,
@@ -179,6 +180,7 @@ impl Dispatch {
     async fn event(&mut self, event: SourceEvent) -> bool {
         let partition = match &event {
             SourceEvent::Chunk(c) => Some(c.partition),
+            SourceEvent::Unreadable(u) => Some(u.partition),
             SourceEvent::PartitionEnd { partition } => Some(*partition),
             SourceEvent::Assigned { .. } | SourceEvent::Revoked { .. } => None,
         };
@@ -189,6 +191,7 @@ impl Dispatch {
         self.beat.waiting();
         match event {
             SourceEvent::Chunk(chunk) => self.worker(chunk.partition).send(Work::Chunk(chunk)).await.is_ok(),
+            SourceEvent::Unreadable(u) => self.worker(u.partition).send(Work::Unreadable(u)).await.is_ok(),
             SourceEvent::PartitionEnd { partition } => {
                 self.worker(partition).send(Work::End { partition }).await.is_ok()
             }
@@ -330,6 +333,15 @@ async fn worker(mut rx: mpsc::Receiver<Work>, s: Shared, beat: Beat) -> Result<(
                     outs.extend(d.flush());
                 }
                 outs
+            }
+            Some(Work::Unreadable(u)) => {
+                let p = u.partition;
+                let d = decoders.entry(p).or_insert_with(|| {
+                    Decoder::new(&s.catalog, u.source.clone(), p, s.flush).with_unknown_names(s.names.clone())
+                });
+                d.unreadable(u.offset, &u.detail, &u.raw);
+                let cut = cuts.get(&p).is_some_and(|c| c.contains(&u.offset));
+                if d.should_flush(Instant::now()) || cut { d.flush().into_iter().collect() } else { Vec::new() }
             }
             Some(Work::End { partition }) => {
                 cuts.remove(&partition);

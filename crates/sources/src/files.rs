@@ -33,6 +33,14 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("backfill progress {path}: {reason}")]
+    Progress { path: String, reason: String },
     #[error(transparent)]
     Kafka(#[from] crate::kafka::KafkaError),
 }

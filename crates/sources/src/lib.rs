@@ -11,9 +11,12 @@
 //! last offset every sink made durable, and a source that can commit (Kafka, Event Hubs)
 //! commits from it on its own timer. The files source has nothing to commit.
 
+pub mod backfill;
 pub mod budget;
+pub mod capture;
 pub mod files;
 pub mod kafka;
+pub mod storage;
 
 use std::{
     collections::BTreeMap,
@@ -124,10 +127,26 @@ pub struct Chunk {
     pub permit: BytePermit,
 }
 
+/// Input of one partition the source could not read as messages (a corrupt Capture block):
+/// it takes its place in the partition's offsets and becomes a dead letter
+/// (`unreadable_input`, with `detail`), so the rest of the partition and the run go on.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub source: Arc<str>,
+    pub partition: u32,
+    pub offset: i64,
+    /// What could not be read and where (a byte position in the file).
+    pub detail: String,
+    pub raw: Bytes,
+    pub permit: BytePermit,
+}
+
 /// What a source sends down the pipeline.
 #[derive(Debug)]
 pub enum SourceEvent {
     Chunk(Chunk),
+    /// Between two chunks of its partition, in offset order.
+    Unreadable(Unreadable),
     /// No more messages will come from this partition (end of a file).
     PartitionEnd {
         partition: u32,

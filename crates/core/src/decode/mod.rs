@@ -152,6 +152,22 @@ impl Decoder {
         self.input = input;
     }
 
+    /// Records input the source could not read (see [`DeadLetterReason::UnreadableInput`]) at
+    /// `offset`: one record in, dead-lettered under the unknown table. Offsets must grow.
+    pub fn unreadable(&mut self, offset: i64, detail: &str, raw: &[u8]) {
+        if self.first_offset.is_none() {
+            self.first_offset = Some(offset);
+            self.opened = Instant::now();
+        }
+        self.last_offset = offset;
+        self.pending_bytes += raw.len();
+        let ctx = RecordCtx { offset, index: None, raw_message: raw, record: None, share: raw.len() as u64 };
+        self.dead_letter(UNKNOWN_TABLE, DeadLetterReason::UnreadableInput, ctx, None);
+        if let Some(d) = self.dead_letters.last_mut() {
+            d.detail = Some(detail.chars().take(crate::deadletter::MAX_DETAIL_CHARS).collect());
+        }
+    }
+
     fn message(&mut self, nodes: &[Node<'_>], offset: i64, raw: &[u8]) {
         let records = match nodes[0] {
             Node::Object { len, .. } => {
