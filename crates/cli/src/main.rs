@@ -1,6 +1,7 @@
 //! `defender-ingest`: parses the command line and the config, starts logging, runs a command.
 //! Everything else lives in the library crates.
 
+mod backfill;
 mod config;
 mod detail;
 mod estimate;
@@ -41,6 +42,10 @@ enum Command {
     /// selection and filters, and report per table the events/s, the GB/day Sentinel would bill
     /// before and after the filters, the cost per month per tier, and the Parquet footprint.
     Estimate(estimate::EstimateArgs),
+    /// Read history into the archive (and Sentinel, as configured): Event Hubs Capture Avro
+    /// files or the Streaming API's storage-account export, with the same selection, filters
+    /// and accounting as `run`; resumable (progress is kept with the archive).
+    Backfill(backfill::BackfillArgs),
     /// Check the config's filters on a sample (rows and columns kept, billed GB saved), or print
     /// them as DCR transformations.
     #[command(subcommand)]
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Estimate(args) => estimate::estimate(args),
+        Command::Backfill(args) => backfill::backfill(args),
         Command::Filter(cmd) => estimate::filter(cmd),
         Command::Generate(args) => generate::generate(args),
         Command::Config(cmd) => config::command(cmd),

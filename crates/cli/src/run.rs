@@ -51,7 +51,7 @@ pub struct RunArgs {
 const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn signal() {
+pub(crate) async fn signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -69,25 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
-    let sentinel = match (config.sentinel_target(&catalog)?, config.policy().any_sentinel()) {
-        (Some(SentinelTarget::DryRun { dir, pack, plans }), _) => {
-            let location = store::open(&dir)?;
-            eprintln!("sentinel (dry run): request bodies to {}", location.display);
-            Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack).with_plans(plans)))
-        }
-        (Some(SentinelTarget::Live(live)), _) => {
-            let c = config::sentinel_config(*live)?;
-            let to: Vec<String> = c.endpoints().iter().map(|(dcr, endpoint)| format!("{dcr} at {endpoint}")).collect();
-            eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), to.join(", "));
-            Some(SentinelPath::Live(SentinelSink::new(c, catalog.clone())?))
-        }
-        (None, true) => bail!(
-            "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \
-             `endpoint`, `dcr_immutable_id` and [sentinel.auth] to send, or `dry_run_dir = \"DIR\"` to store the \
-             request bodies the Logs Ingestion API would receive; or set `sentinel = false`"
-        ),
-        (None, false) => None,
-    };
+    let sentinel = sentinel_path(&config, &catalog)?;
     let source = Source::new(&config, Mode::Run)?;
     let location = store::open(&archive.url)?;
     let archive_display = location.display.clone();
@@ -148,15 +130,51 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     let run = result??;
-    let summary = report::Summary::new(&run, &archive_display);
-    if let Some(path) = &args.summary {
+    finish(&run, &archive_display, args.summary.as_deref(), args.json)
+}
+
+/// Where the config sends Sentinel's rows: a dry run's directory, the live API, or nowhere.
+pub(crate) fn sentinel_path(
+    config: &defender_config::Config,
+    catalog: &Arc<Catalog>,
+) -> anyhow::Result<Option<SentinelPath>> {
+    Ok(match (config.sentinel_target(catalog)?, config.policy().any_sentinel()) {
+        (Some(SentinelTarget::DryRun { dir, pack, plans }), _) => {
+            let location = store::open(&dir)?;
+            eprintln!("sentinel (dry run): request bodies to {}", location.display);
+            Some(SentinelPath::DryRun(DryRunSink::new(location, catalog.clone(), pack).with_plans(plans)))
+        }
+        (Some(SentinelTarget::Live(live)), _) => {
+            let c = config::sentinel_config(*live)?;
+            let to: Vec<String> = c.endpoints().iter().map(|(dcr, endpoint)| format!("{dcr} at {endpoint}")).collect();
+            eprintln!("sentinel: sending {} table(s) to {}", c.tables.len(), to.join(", "));
+            Some(SentinelPath::Live(SentinelSink::new(c, catalog.clone())?))
+        }
+        (None, true) => bail!(
+            "the config sends tables to Sentinel (`sentinel = true`) but has no [sentinel] section: add one with \
+             `endpoint`, `dcr_immutable_id` and [sentinel.auth] to send, or `dry_run_dir = \"DIR\"` to store the \
+             request bodies the Logs Ingestion API would receive; or set `sentinel = false`"
+        ),
+        (None, false) => None,
+    })
+}
+
+/// Writes the run's accounting (summary file, JSON or table); exit 1 if it does not balance.
+pub(crate) fn finish(
+    run: &defender_pipeline::RunReport,
+    archive_display: &str,
+    summary_path: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let summary = report::Summary::new(run, archive_display);
+    if let Some(path) = summary_path {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("cannot write summary {}", path.display()))?;
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", report::table(&summary));

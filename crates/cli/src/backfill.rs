@@ -1,0 +1,176 @@
+//! `defender-ingest backfill`: history from Event Hubs Capture files or the storage-account
+//! export through the same pipeline as `run`, resumable (see `defender_sources::backfill`).
+
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Args;
+use defender_core::Catalog;
+use defender_pipeline::Progress;
+use defender_sinks::{ArchiveSink, store};
+use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection};
+use tokio::sync::watch;
+
+use crate::{config, report, run};
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Event Hubs Capture files (`.avro`): a directory, az://container/prefix or abfss:// URL
+    /// (credentials as for the archive).
+    #[arg(long, conflicts_with = "storage", required_unless_present = "storage")]
+    capture: Option<String>,
+    /// The Streaming API's storage-account export (`insights-logs-advancedhunting-<table>/
+    /// .../PT1H.json`): a directory or URL holding the containers (or one container).
+    #[arg(long)]
+    storage: Option<String>,
+    /// Only files whose path time is at or after this (UTC: 2024-05-01 or 2024-05-01T10:00:00Z;
+    /// storage: hours ending after it).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only files whose path time is before this (UTC).
+    #[arg(long)]
+    to: Option<String>,
+    /// Storage export: only these tables (their containers), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Files read at once (default: the decode workers).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// The config file (TOML): archive, selection, filters, Sentinel.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Archive location (replaces `archive.url`); the job's progress is kept there too.
+    #[arg(long)]
+    archive: Option<String>,
+    /// Write the run's accounting to this file as JSON.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Print the accounting as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How often a backfill without a terminal prints a JSON progress line.
+const JSON_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(t.and_utc());
+    }
+    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(d) => Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
+        Err(_) => bail!("{arg} `{value}`: expected a UTC time such as 2024-05-01 or 2024-05-01T10:00:00Z"),
+    }
+}
+
+pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let (kind, location) = match (&args.capture, &args.storage) {
+        (Some(c), None) => (Kind::Capture, c.clone()),
+        (None, Some(s)) => (Kind::Storage, s.clone()),
+        _ => bail!("give one of --capture LOCATION or --storage LOCATION"),
+    };
+    if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
+        bail!("--{} `{location}` is not a directory", kind.as_str());
+    }
+    let mut config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => defender_config::Config::default(),
+    };
+    if let Some(url) = &args.archive {
+        match &mut config.archive {
+            Some(a) => a.url = url.clone(),
+            None => config.archive = Some(defender_config::ArchiveSection::with_url(url)),
+        }
+    }
+    let archive = config.archive.as_ref().context("no archive: pass --archive or a --config with [archive]")?;
+    let selection = Selection {
+        from: args.from.as_deref().map(|v| time("--from", v)).transpose()?,
+        to: args.to.as_deref().map(|v| time("--to", v)).transpose()?,
+        tables: args.tables.clone(),
+    };
+    let catalog = Arc::new(Catalog::embedded());
+    let sentinel = run::sentinel_path(&config, &catalog)?;
+    let input = store::open(&location).map_err(|e| anyhow::anyhow!("--{}: {e}", kind.as_str()))?;
+    let archive_location = store::open(&archive.url)?;
+    let archive_display = archive_location.display.clone();
+    let sink = ArchiveSink::new(archive_location.clone(), config.archive_config());
+    let mut options = config.pipeline_options();
+    let parallel = args.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+    let terminal = std::io::stderr().is_terminal();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async move {
+        let inputs = backfill::list(kind, input.store.as_ref(), &input.prefix, &selection).await?;
+        let job = Job::open(kind, &input.display, archive_location.store.clone(), &archive_location.prefix).await?;
+        let before = job.counts();
+        let total = inputs.len();
+        let bytes: u64 = inputs.iter().map(|i| i.size).sum();
+        eprintln!(
+            "backfill: {total} {} file(s) ({}) from {} into {archive_display}; progress in {} ({} file(s) done before)",
+            kind.as_str(),
+            report::human_bytes(bytes),
+            input.display,
+            job.path(),
+            before.done
+        );
+        let source = BackfillSource::new(kind, input.store.clone(), inputs, job.clone()).with_parallel(parallel);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        options.stop = stop_rx;
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stopped.clone();
+        tokio::spawn(async move {
+            run::signal().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("\nstopping: finishing what is in flight and saving progress");
+            let _ = stop_tx.send(true);
+            run::signal().await;
+            std::process::exit(130);
+        });
+        let progress_job = job.clone();
+        let mut last = std::time::Instant::now() - JSON_EVERY;
+        let progress = move |p: &Progress| {
+            let c = progress_job.counts();
+            let rate = p.records_in as f64 / p.elapsed.as_secs_f64().max(0.001);
+            if terminal {
+                eprint!(
+                    "\r{}/{} files done, {} records in ({rate:.0}/s), {} rows archived, {:.0?}   ",
+                    c.done.saturating_sub(before.done),
+                    total,
+                    p.records_in,
+                    p.rows_archived,
+                    p.elapsed
+                );
+            } else if last.elapsed() >= JSON_EVERY {
+                last = std::time::Instant::now();
+                let line = serde_json::json!({
+                    "progress": "backfill", "files": total, "files_done": c.done.saturating_sub(before.done),
+                    "records_in": p.records_in, "rows_archived": p.rows_archived, "bytes_in": p.bytes_in,
+                    "records_per_second": rate.round(), "elapsed_seconds": p.elapsed.as_secs_f64(),
+                });
+                eprintln!("{line}");
+            }
+        };
+        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await?;
+        // Everything the run reports committed is durable in every sink: the final save.
+        job.save(&run.committed).await?;
+        anyhow::Ok((run, job, stopped))
+    });
+    if terminal {
+        eprintln!();
+    }
+    let (run, job, stopped) = result?;
+    let code = run::finish(&run, &store::redact(&archive.url), args.summary.as_deref(), args.json)?;
+    let counts = job.counts();
+    if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: progress saved in {} ({} file(s) done); run the same command again to resume",
+            job.path(),
+            counts.done
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(code)
+}
