@@ -164,7 +164,17 @@ impl Dispatch {
                 }
                 event = rx.recv() => {
                     self.beat.working();
-                    let Some(event) = event else { return Ok(()) };
+                    let Some(event) = event else {
+                        // The input ended: partitions whose recovery is still being read hold
+                        // events that must go on first.
+                        while let Some(recovered) = self.recoveries.next().await {
+                            self.recovery_progress();
+                            if !self.recovered(recovered).await {
+                                return Ok(());
+                            }
+                        }
+                        return Ok(());
+                    };
                     if !self.event(event).await {
                         return Ok(());
                     }
