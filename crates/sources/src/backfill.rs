@@ -474,6 +474,7 @@ impl Reader {
                 break;
             }
             at += data.len() as u64;
+            tracing::debug!(blob = %source, at, bytes = data.len(), "read");
             let lines: Vec<_> =
                 splitter.push(&data).into_iter().filter(|(o, _)| committed.is_none_or(|c| *o > c)).collect();
             if !self.send(partition, source, lines).await? {
