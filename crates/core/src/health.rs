@@ -185,7 +185,7 @@ impl std::ops::Deref for Beat {
 
 impl Beat {
     /// Another handle on the same stage, for a component the stage drives (the Sentinel client
-    /// inside the sink task, librdkafka's callbacks); dropping it does not mark the stage gone.
+    /// inside the Sentinel task, librdkafka's callbacks); dropping it does not mark the stage gone.
     pub fn observer(&self) -> StageObserver {
         self.0.clone()
     }
