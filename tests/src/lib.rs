@@ -136,6 +136,28 @@ pub fn check_accounting(summary: &Value, ledger: &defender_gen::Ledger) {
     );
 }
 
+/// The `[sentinel]` and `[sentinel.auth]` sections of a config sending to the local Logs
+/// Ingestion server at `endpoint` (DCR `dcr`, trusting `ca`), with the client secret in the
+/// environment variable `secret_env` and tokens from `authority` (tenant-1, app-1).
+pub fn sentinel_toml(endpoint: &str, dcr: &str, ca: &Path, secret_env: &str, authority: &str) -> String {
+    format!(
+        r#"
+[sentinel]
+endpoint = "{endpoint}"
+dcr_immutable_id = "{dcr}"
+ca_file = "{ca}"
+
+[sentinel.auth]
+method = "client_secret"
+tenant_id = "tenant-1"
+client_id = "app-1"
+client_secret_env = "{secret_env}"
+authority_host = "{authority}"
+"#,
+        ca = ca.display()
+    )
+}
+
 /// The stream declarations `schemas dcr` generates for `config`: what the strict server enforces.
 pub fn declared_streams(config: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
     run_cli(&["schemas", "dcr", "--config", config.to_str().unwrap(), "--out", dir.to_str().unwrap()], &[]);

@@ -62,25 +62,12 @@ struct Setup {
 }
 
 fn sentinel_section(endpoint: &str, authority: &str, ca: &Path) -> String {
-    format!(
-        r#"
+    r#"
 [tables.DeviceInfo]
 sentinel = true
-
-[sentinel]
-endpoint = "{endpoint}"
-dcr_immutable_id = "{DCR}"
-ca_file = "{ca}"
-
-[sentinel.auth]
-method = "client_secret"
-tenant_id = "tenant-1"
-client_id = "app-1"
-client_secret_env = "{SECRET_ENV}"
-authority_host = "{authority}"
-"#,
-        ca = ca.display()
-    )
+"#
+    .to_string()
+        + &defender_tests::sentinel_toml(endpoint, DCR, ca, SECRET_ENV, authority)
 }
 
 fn setup() -> Setup {

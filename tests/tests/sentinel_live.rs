@@ -15,8 +15,7 @@ const DCR: &str = "dcr-00000000000000000000000000000001";
 const SECRET_ENV: &str = "DI_TEST_SENTINEL_SECRET";
 
 fn config(endpoint: &str, authority: &str, ca: &Path) -> String {
-    format!(
-        r#"
+    r#"
 [tables.default]
 sentinel = false
 
@@ -29,21 +28,9 @@ where not(ActionType == "ConnectionSuccess" and RemotePort in (80, 443))
 
 [tables.DeviceProcessEvents]
 sentinel = true
-
-[sentinel]
-endpoint = "{endpoint}"
-dcr_immutable_id = "{DCR}"
-ca_file = "{ca}"
-
-[sentinel.auth]
-method = "client_secret"
-tenant_id = "tenant-1"
-client_id = "app-1"
-client_secret_env = "{SECRET_ENV}"
-authority_host = "{authority}"
-"#,
-        ca = ca.display()
-    )
+"#
+    .to_string()
+        + &defender_tests::sentinel_toml(endpoint, DCR, ca, SECRET_ENV, authority)
 }
 
 struct Setup {

@@ -19,8 +19,7 @@ const NETWORK: &str = "Custom-DeviceNetworkEvents_CL";
 const PROCESS: &str = "Custom-DeviceProcessEvents_CL";
 
 fn config(endpoint: &str, authority: &str, ca: &Path) -> String {
-    format!(
-        r#"
+    r#"
 [tables.default]
 sentinel = false
 
@@ -34,21 +33,9 @@ sentinel = true
 [pipeline]
 flush_rows = 100000
 flush_seconds = 60
-
-[sentinel]
-endpoint = "{endpoint}"
-dcr_immutable_id = "{DCR}"
-ca_file = "{ca}"
-
-[sentinel.auth]
-method = "client_secret"
-tenant_id = "tenant-1"
-client_id = "app-1"
-client_secret_env = "{SECRET_ENV}"
-authority_host = "{authority}"
-"#,
-        ca = ca.display()
-    )
+"#
+    .to_string()
+        + &defender_tests::sentinel_toml(endpoint, DCR, ca, SECRET_ENV, authority)
 }
 
 fn nanos(v: &Value) -> i64 {

@@ -40,15 +40,9 @@ pub struct BackfillArgs {
     /// The config file (TOML): archive, selection, filters, Sentinel.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Archive location (replaces `archive.url`); the job's progress is kept there too.
-    #[arg(long)]
-    archive: Option<String>,
-    /// Write the run's accounting to this file as JSON.
-    #[arg(long)]
-    summary: Option<PathBuf>,
-    /// Print the accounting as JSON on stdout instead of a table.
-    #[arg(long)]
-    json: bool,
+    // --archive (which also keeps the job's progress), --summary and --json, as for `run`.
+    #[command(flatten)]
+    out: run::Outputs,
 }
 
 /// How often a backfill without a terminal prints a JSON progress line.
@@ -80,7 +74,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         Some(path) => config::load(path)?,
         None => defender_config::Config::default(),
     };
-    if let Some(url) = &args.archive {
+    if let Some(url) = &args.out.archive {
         match &mut config.archive {
             Some(a) => a.url = url.clone(),
             None => config.archive = Some(defender_config::ArchiveSection::with_url(url)),
@@ -162,7 +156,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     let (run, job, stopped) = result?;
-    let code = run::finish(&run, &store::redact(&archive.url), args.summary.as_deref(), args.json)?;
+    let code = run::finish(&run, &store::redact(&archive.url), args.out.summary.as_deref(), args.out.json)?;
     let counts = job.counts();
     if stopped.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!(

@@ -22,6 +22,21 @@ use crate::{
     source::{Mode, Source},
 };
 
+/// Where a run's results go (`run` and `backfill` alike).
+#[derive(Debug, Args)]
+pub struct Outputs {
+    /// Archive location: a path, file://, az://container/prefix or
+    /// abfss://filesystem@account.dfs.core.windows.net/prefix; replaces `archive.url`.
+    #[arg(long)]
+    pub archive: Option<String>,
+    /// Write the run's accounting (per table and totals) to this file as JSON.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Print the accounting as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The config file (TOML). Not needed when both --input and --archive are given.
@@ -31,16 +46,8 @@ pub struct RunArgs {
     /// replaces `source.files.paths`.
     #[arg(long, num_args = 1..)]
     input: Vec<String>,
-    /// Archive location: a path, file://, az://container/prefix or
-    /// abfss://filesystem@account.dfs.core.windows.net/prefix; replaces `archive.url`.
-    #[arg(long)]
-    archive: Option<String>,
-    /// Write the run's accounting (per table and totals) to this file as JSON.
-    #[arg(long)]
-    summary: Option<PathBuf>,
-    /// Print the accounting as JSON on stdout instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: Outputs,
     /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:9464); replaces
     /// `service.listen`.
     #[arg(long)]
@@ -66,7 +73,7 @@ pub(crate) async fn signal() {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = config::resolve(args.config.as_deref(), &args.input, args.archive.as_deref(), true)?;
+    let config = config::resolve(args.config.as_deref(), &args.input, args.out.archive.as_deref(), true)?;
     let archive = config.archive.as_ref().expect("resolve checks the archive");
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = sentinel_path(&config, &catalog)?;
@@ -80,7 +87,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.hold_when_refused = source.is_endless();
     eprintln!("reading {} into {archive_display}", source.describe());
 
-    let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let show_progress = std::io::stderr().is_terminal() && !args.out.json;
     let endless = source.is_endless();
     let threshold = std::time::Duration::from_secs(config.service.liveness_threshold_seconds);
     let status = Status::new(source.kafka_metrics(), options.health.clone(), threshold);
@@ -130,7 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     let run = result??;
-    finish(&run, &archive_display, args.summary.as_deref(), args.json)
+    finish(&run, &archive_display, args.out.summary.as_deref(), args.out.json)
 }
 
 /// Where the config sends Sentinel's rows: a dry run's directory, the live API, or nowhere.
