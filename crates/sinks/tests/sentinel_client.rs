@@ -320,6 +320,66 @@ async fn a_single_row_refused_with_413_is_reported_as_rejected_not_dropped_silen
     assert_eq!(accepted_ids(&s.server).1, 1);
 }
 
+/// `b` with the string column `column` set in the rows `at` only (null elsewhere: a null is
+/// left out of the row's JSON, so only those rows carry the column).
+fn with_values_at(b: TableBatch, column: &str, at: &[usize]) -> TableBatch {
+    let schema = b.batch.schema();
+    let index = schema.index_of(column).unwrap();
+    let n = b.batch.num_rows();
+    let values: StringArray = (0..n).map(|i| at.contains(&i).then(|| format!("value-{i}"))).collect();
+    let mut columns = b.batch.columns().to_vec();
+    columns[index] = Arc::new(values);
+    TableBatch { batch: RecordBatch::try_new(schema, columns).unwrap(), ..b }
+}
+
+/// A server whose stream declaration lacks `column`: a row carrying it is refused with 400.
+fn without_column(column: &'static str) -> impl FnOnce(&mut ServerConfig) {
+    move |server| {
+        for columns in server.streams.values_mut().flat_map(|streams| streams.values_mut()) {
+            columns.retain(|c| c != column);
+        }
+    }
+}
+
+#[tokio::test]
+async fn rows_refused_with_400_are_rejected_on_their_own_and_every_other_row_lands() {
+    let s = setup_with(without_column("FileName"), |_| {}).await;
+    let bad = [3, 517, 998];
+    let b = with_values_at(batch(&s.catalog, 1_000, 100, 0), "FileName", &bad);
+    let delivered = s.sink.send(&b).await.unwrap();
+    assert_eq!((delivered.sent.rows, delivered.sent.rejected), (997, 3), "{delivered:?}");
+    let rejected: BTreeSet<usize> = delivered.sent.rejected_rows.iter().map(|r| r.row).collect();
+    assert_eq!(rejected, BTreeSet::from(bad));
+    for r in &delivered.sent.rejected_rows {
+        assert!(r.reason.contains("400") && r.reason.contains("FileName"), "{}", r.reason);
+        let row: serde_json::Value = serde_json::from_slice(&r.json).unwrap();
+        assert_eq!(row["FileName"], format!("value-{}", r.row), "the rejected row's own json");
+    }
+    let (ids, rows) = accepted_ids(&s.server);
+    assert_eq!((ids.len(), rows), (997, 997), "every other row exactly once");
+    let refused = s.server.requests().iter().filter(|r| r.status == 400).count();
+    assert!(refused <= 3 * 11, "halving finds each bad row in about log2(rows) calls: {refused}");
+}
+
+#[tokio::test]
+async fn a_lone_row_refused_with_400_is_rejected_once_the_stream_has_accepted_rows() {
+    let s = setup_with(without_column("FileName"), |_| {}).await;
+    s.sink.send(&batch(&s.catalog, 5, 10, 0)).await.unwrap();
+    let delivered = s.sink.send(&with_values_at(batch(&s.catalog, 1, 10, 5), "FileName", &[0])).await.unwrap();
+    assert_eq!((delivered.sent.rows, delivered.sent.rejected), (0, 1), "{delivered:?}");
+    assert_eq!(accepted_ids(&s.server).1, 5);
+}
+
+#[tokio::test]
+async fn a_stream_that_refuses_every_row_with_400_stops_the_sink_as_a_configuration_error() {
+    let s = setup_with(without_column("DeviceName"), |_| {}).await;
+    let error = s.sink.send(&batch(&s.catalog, 1_000, 100, 0)).await.unwrap_err().to_string();
+    assert!(error.contains("400") && error.contains("DeviceName"), "{error}");
+    assert!(s.server.accepted(DCR, STREAM).is_empty());
+    let calls = s.server.requests().len() as u32;
+    assert!(calls <= defender_sinks::sentinel::MAX_UNPROVEN_REFUSALS + 1, "bounded: {calls} calls");
+}
+
 #[tokio::test]
 async fn a_call_that_times_out_is_retried_and_its_rows_land_at_least_once() {
     let s = setup(|c| c.request_timeout = Duration::from_millis(500)).await;

@@ -31,7 +31,9 @@ pub mod rows;
 pub mod service;
 
 pub use auth::{AuthConfig, AuthError, EVENT_HUBS_SCOPE, Secret, TokenSource};
-pub use client::{ClientError, Delivered, Prepared, SentinelConfig, SentinelSink, SinkWatch, StreamTarget};
+pub use client::{
+    ClientError, Delivered, MAX_UNPROVEN_REFUSALS, Prepared, SentinelConfig, SentinelSink, SinkWatch, StreamTarget,
+};
 pub use dry_run::{DryRunSink, RejectedRow, Sent};
 pub use pack::{Body, DEFAULT_GZIP_LEVEL, PackMode, Packed, Packer, RejectReason, Rejected};
 pub use retry::{RateBudget, RetryPolicy};

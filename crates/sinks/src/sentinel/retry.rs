@@ -2,7 +2,8 @@
 //!
 //! Three pieces, all free of I/O except for sleeping:
 //! - [`classify`] turns one call's result into a [`Decision`]: done, wait and retry, refresh the
-//!   token once, split the body (413), or stop (a configuration error);
+//!   token once, split the body (413), halve it to find the rows at fault (400), or stop (a
+//!   configuration error);
 //! - [`RetryPolicy::backoff`]: exponential backoff with full jitter and a cap (a uniform draw in
 //!   `[0, min(cap, initial · multiplier^attempt)]`), used when the service gives no `Retry-After`;
 //! - [`RateBudget`]: a token bucket per DCR over bytes and requests per minute, so that we wait
@@ -98,6 +99,10 @@ pub enum Decision {
     RefreshToken,
     /// 413: send the body in halves ([`super::Packer::split`]).
     Split,
+    /// 400: send the body in halves to find the rows the service refuses; a single row refused
+    /// on its own is rejected (a dead letter) once the stream has accepted other rows, since
+    /// then the stream works and that row is at fault.
+    Bisect,
     /// Do not retry: a configuration error, or a 401 right after a token refresh.
     Fail,
 }
@@ -118,6 +123,7 @@ pub fn classify(
             Decision::Retry { after: retry_after.unwrap_or_else(|| policy.backoff(attempt, rng)), throttled: true }
         }
         SendErrorKind::TooLarge => Decision::Split,
+        SendErrorKind::Invalid => Decision::Bisect,
         SendErrorKind::Unauthorized if !refreshed => Decision::RefreshToken,
         SendErrorKind::Unauthorized | SendErrorKind::Config => Decision::Fail,
     }
@@ -250,9 +256,10 @@ mod tests {
         assert_eq!(decide(&err(SendErrorKind::TooLarge, Some(413)), false), Decision::Split);
         assert_eq!(decide(&err(SendErrorKind::Unauthorized, Some(401)), false), Decision::RefreshToken);
         assert_eq!(decide(&err(SendErrorKind::Unauthorized, Some(401)), true), Decision::Fail);
-        for status in [400, 403, 404] {
+        for status in [403, 404] {
             assert_eq!(decide(&err(SendErrorKind::Config, Some(status)), false), Decision::Fail);
         }
+        assert_eq!(decide(&err(SendErrorKind::Invalid, Some(400)), false), Decision::Bisect);
     }
 
     #[test]

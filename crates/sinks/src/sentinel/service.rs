@@ -35,6 +35,10 @@ pub enum SendErrorKind {
     TooLarge,
     /// 401: the token is missing, invalid or expired.
     Unauthorized,
+    /// 400: the service refused the body's content. Some of its rows may be at fault (a value
+    /// the stream cannot take) or all of them (a stream declaration that does not match):
+    /// [`super::retry::classify`] halves the body to find out.
+    Invalid,
     /// 403, 404 and other 4xx: a configuration error; retrying cannot help.
     Config,
 }
@@ -75,6 +79,7 @@ pub fn classify_response(
         403 => (SendErrorKind::Config, HINT_FORBIDDEN),
         404 => (SendErrorKind::Config, HINT_NOT_FOUND),
         408 => (SendErrorKind::Transient, "the service timed out reading the request"),
+        400 => (SendErrorKind::Invalid, "the service refused the body's content; check the DCR stream declaration"),
         413 => (SendErrorKind::TooLarge, "the body is over the 1 MB limit; it will be split"),
         429 => (SendErrorKind::Throttled { retry_after }, "the DCR's rate limits were exceeded"),
         503 if retry_after.is_some() => (SendErrorKind::Throttled { retry_after }, "the service is unavailable"),
@@ -207,7 +212,7 @@ mod tests {
     fn every_status_gets_its_kind() {
         assert_eq!(kind(204, None), None);
         assert_eq!(kind(200, None), None);
-        assert_eq!(kind(400, None), Some(SendErrorKind::Config));
+        assert_eq!(kind(400, None), Some(SendErrorKind::Invalid));
         assert_eq!(kind(401, None), Some(SendErrorKind::Unauthorized));
         assert_eq!(kind(403, None), Some(SendErrorKind::Config));
         assert_eq!(kind(404, None), Some(SendErrorKind::Config));
