@@ -164,4 +164,17 @@ fn config_check_passes_the_examples_and_points_at_a_mistake_without_connecting()
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("start"), "{err}");
+
+    // The estimate example has no archive: fine for `estimate`, and `run` says how to check it.
+    let estimate = repo_root().join("examples/estimate.toml");
+    let check = |purpose: &[&str]| {
+        Command::new(binary()).args(["config", "check", "--config"]).arg(&estimate).args(purpose).output().unwrap()
+    };
+    let out = check(&["--for", "estimate"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("archive none"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no archive configured") && err.contains("--for estimate"), "{err}");
 }
