@@ -230,7 +230,7 @@ impl Estimator {
                     None => b.clone(),
                 };
                 if acc.sizer.is_none() {
-                    acc.sizer = Some(ParquetSizer::new(&batch.table, b.schema(), &self.archive)?);
+                    acc.sizer = Some(ParquetSizer::new(&batch.table, &kept, &self.archive)?);
                 }
                 acc.sizer.as_mut().expect("set above").add(&kept)?;
                 acc.est.archive_rows += kept.num_rows() as u64;

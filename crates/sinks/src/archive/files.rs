@@ -6,13 +6,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use defender_core::DeadLetter;
 use flate2::{Compression, write::GzEncoder};
-use parquet::{
-    arrow::ArrowWriter,
-    basic::{Compression as PqCompression, ZstdLevel},
-    file::properties::{WriterProperties, WriterVersion},
-};
+use parquet::arrow::ArrowWriter;
 
-use super::{ArchiveConfig, ArchiveError};
+use super::{ArchiveConfig, ArchiveError, encoding::writer_properties};
 
 /// What a finished file hands back: bytes, first and last offsets, rows, the ids of the pieces.
 pub(crate) type Finished = (Vec<u8>, i64, i64, u64, Vec<u64>);
@@ -35,18 +31,6 @@ impl Span {
         self.rows += rows;
         self.pieces.push(id);
     }
-}
-
-/// Writer properties of every archive file.
-fn writer_properties(table: &str, config: &ArchiveConfig) -> Result<WriterProperties, ArchiveError> {
-    let level = ZstdLevel::try_new(config.zstd_level)
-        .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
-    Ok(WriterProperties::builder()
-        .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_compression(PqCompression::ZSTD(level))
-        .set_max_row_group_row_count(Some(config.row_group_rows))
-        .set_created_by(concat!("defender-ingest ", env!("CARGO_PKG_VERSION")).to_string())
-        .build())
 }
 
 /// Counts the bytes written to it and keeps none.
@@ -78,9 +62,10 @@ impl std::fmt::Debug for ParquetSizer {
 }
 
 impl ParquetSizer {
-    pub fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
-        let props = writer_properties(table, config)?;
-        let writer = ArrowWriter::try_new(Counter::default(), schema, Some(props))
+    /// A sizer of files whose first rows are `first` (their encodings are chosen from it).
+    pub fn new(table: &str, first: &RecordBatch, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
+        let props = writer_properties(table, config, first)?;
+        let writer = ArrowWriter::try_new(Counter::default(), first.schema(), Some(props))
             .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
         Ok(Self { table: table.to_string(), writer })
     }
@@ -105,8 +90,10 @@ pub(crate) struct ParquetFile {
 }
 
 impl ParquetFile {
-    pub(crate) fn new(table: &str, schema: SchemaRef, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
-        let props = writer_properties(table, config)?;
+    /// A file whose first rows are `first` (its encodings are chosen from them).
+    pub(crate) fn new(table: &str, first: &RecordBatch, config: &ArchiveConfig) -> Result<Self, ArchiveError> {
+        let props = writer_properties(table, config, first)?;
+        let schema = first.schema();
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|source| ArchiveError::Encode { table: table.to_string(), source })?;
         Ok(Self { table: table.to_string(), schema, writer, span: Span::new(), opened: Instant::now() })

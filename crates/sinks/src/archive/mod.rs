@@ -16,6 +16,7 @@
 //! - a batch (or an epoch's dead letters of one table) is reported [`Durable`] only when every
 //!   file holding a piece of it is stored.
 
+mod encoding;
 mod files;
 pub(crate) mod layout;
 mod markers;
@@ -224,10 +225,10 @@ impl ArchiveSink {
         // earlier `archive_filter`, say) is rolled first: a file holds one schema.
         let schema = batch.batch.schema();
         let mut opened = Vec::new();
-        for (hour, _) in &groups {
+        for (hour, rows) in &groups {
             let key = FileKey { table: batch.table.clone(), hour: *hour, source: source.clone() };
             if self.parquet.get(&key).is_none_or(|f| f.schema != schema) {
-                opened.push((key, ParquetFile::new(&batch.table, schema.clone(), &self.config)?));
+                opened.push((key, ParquetFile::new(&batch.table, rows, &self.config)?));
             }
         }
         self.replayed_rows += replayed;
