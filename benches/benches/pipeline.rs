@@ -10,15 +10,9 @@
 //! --bench pipeline` (a few minutes; prints a table). `DI_SERVER_BIN` overrides the server's
 //! path.
 
-use std::{
-    collections::BTreeMap,
-    io::BufRead,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Instant,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
+use defender_benches::{SERVER_CLIENT, SERVER_SECRET, SERVER_TENANT, Server, cpu_seconds, memory_mib};
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Target};
 use defender_pipeline::{PipelineOptions, Policy, SentinelPath, policy::TableSettings};
@@ -50,74 +44,6 @@ fn corpus(dir: &std::path::Path, catalog: &Catalog) -> (Vec<PathBuf>, u64) {
     (files, bytes)
 }
 
-/// The server process, and how to reach it.
-struct Server {
-    child: Child,
-    endpoint: String,
-    authority: String,
-    ca_pem: String,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path) -> Self {
-        let bin = std::env::var_os("DI_SERVER_BIN").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/defender-ingestion-server")
-        });
-        assert!(bin.exists(), "{} is missing: cargo build --release -p defender-ingestion-server", bin.display());
-        let streams: BTreeMap<String, Vec<String>> =
-            TABLES.iter().map(|t| (format!("Custom-{t}_CL"), vec![])).collect();
-        let streams_file = dir.join("streams.json");
-        std::fs::write(&streams_file, serde_json::to_string(&BTreeMap::from([(DCR, streams)])).unwrap()).unwrap();
-        let ca = dir.join("ca.pem");
-        let mut child = Command::new(bin)
-            .args(["--streams", streams_file.to_str().unwrap(), "--tenant", "t", "--client-id", "c"])
-            .args(["--client-secret-env", "DI_BENCH_SECRET", "--ca-out", ca.to_str().unwrap()])
-            .args(["--allow-unknown-columns", "--limits-only", "--token-lifetime-secs", "86400"])
-            .env("DI_BENCH_SECRET", "s")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("the server's ready line");
-        let (endpoint, authority) = (ready["endpoint"].as_str().unwrap(), ready["authority"].as_str().unwrap());
-        Self {
-            endpoint: endpoint.into(),
-            authority: authority.into(),
-            ca_pem: std::fs::read_to_string(&ca).unwrap(),
-            child,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// CPU seconds (user + system) of process `pid` so far ("self" for this one).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-/// Peak resident memory of this process, MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
-}
-
 async fn once(
     catalog: &Arc<Catalog>,
     files: &[PathBuf],
@@ -141,7 +67,7 @@ async fn once(
         ..PipelineOptions::default()
     };
     let sink = sentinel.map(|server| {
-        let mut auth = AuthConfig::client_secret("t", "c", "s");
+        let mut auth = AuthConfig::client_secret(SERVER_TENANT, SERVER_CLIENT, SERVER_SECRET);
         if let AuthConfig::ClientSecret { authority_host, .. } = &mut auth {
             *authority_host = server.authority.clone();
         }
@@ -167,8 +93,8 @@ fn main() {
     let catalog = Arc::new(Catalog::embedded());
     let dir = tempfile::tempdir().unwrap();
     let (files, bytes) = corpus(dir.path(), &catalog);
-    let server = Server::start(dir.path());
-    let server_pid = server.child.id().to_string();
+    let server = Server::start(dir.path(), DCR, &TABLES, &[]);
+    let server_pid = server.pid();
     let archive = dir.path().join("archive");
     let mb = bytes as f64 / 1e6;
     println!("input: {mb:.0} MB of Event Hubs messages ({}), {} files", TABLES.join(", "), files.len());
@@ -219,5 +145,5 @@ fn main() {
     for name in ["decode only (no destination): baseline", "both destinations"] {
         println!("  {name:<42} {:.2}x", rates[&(name, 2)] / rates[&(name, 1)]);
     }
-    println!("peak RSS of the bench process: {:.0} MiB", peak_rss_mib());
+    println!("peak RSS of the bench process: {:.0} MiB", memory_mib("self", "VmHWM"));
 }

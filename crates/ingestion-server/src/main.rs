@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use defender_ingestion_server::{ServerConfig, TestServer};
+use defender_ingestion_server::{Fault, ServerConfig, TestServer};
 
 /// Strict local Azure Monitor Logs Ingestion API server and OAuth2 token endpoint (for tests).
 #[derive(Debug, Parser)]
@@ -52,7 +52,15 @@ struct Args {
     /// keep the rows.
     #[arg(long)]
     limits_only: bool,
+    /// Benchmarks: answer every ingestion request with 503 (no `Retry-After`) for this many
+    /// seconds after start, as a Sentinel outage does, then serve normally.
+    #[arg(long, value_name = "SECONDS")]
+    unavailable_for_seconds: Option<u64>,
 }
+
+/// Faults queued for `--unavailable-for-seconds`: more requests than a client makes in an
+/// outage of a few minutes; whatever is left is cleared when the outage ends.
+const OUTAGE_FAULTS: usize = 200_000;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -86,13 +94,27 @@ async fn main() -> Result<()> {
         "authority": server.authority,
         "ca": args.ca_out,
     });
+    if args.unavailable_for_seconds.is_some() {
+        for _ in 0..OUTAGE_FAULTS {
+            server.inject(Fault::Status { status: 503, retry_after: None });
+        }
+    }
     println!("{ready}");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let outage = tokio::time::sleep(Duration::from_secs(args.unavailable_for_seconds.unwrap_or(0)));
+    tokio::pin!(outage);
+    let mut in_outage = args.unavailable_for_seconds.is_some();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = &mut outage, if in_outage => {
+                server.clear_faults();
+                in_outage = false;
+            }
+        }
     }
     server.stop().await;
     Ok(())

@@ -1,0 +1,304 @@
+//! The daemon end to end (issue 10, DESIGN §8): the release `defender-ingest run` as its own
+//! process, both destinations on (Parquet zstd on local disk, gzip'd bodies to the strict
+//! Logs Ingestion server in another process with `--limits-only`), and four measurements:
+//!
+//! 1. **files** (the baseline): `run --input <corpus>` with the same config;
+//! 2. **Kafka**: the same corpus produced beforehand to a fresh topic of the local broker
+//!    (tansu, `scripts/test-infra.sh`); the daemon runs until its group's commits reach the end
+//!    of every partition. Wall time, the daemon's CPU seconds and peak RSS (`VmHWM`), ratio to 1;
+//! 3. **latency at half load**: a fresh topic, produced at half of 2's rate for
+//!    [`LATENCY_SECONDS`]; a thread reads the group's commits every [`POLL`] meanwhile, and a
+//!    message's latency is from when it was produced to the first commit seen past it (read →
+//!    accepted by every sink → committed; commits every 200 ms, archive files roll every
+//!    second: the archive's data is durable when its file rolls, so `roll_seconds` bounds this
+//!    latency from below). p50 / p99 over every message. The Kafka wall time includes joining
+//!    the group (about 3 s on tansu);
+//! 4. **RSS while Sentinel is down**: the server answers 503 for its first [`OUTAGE_SECONDS`]
+//!    (`--unavailable-for-seconds`) while the corpus is produced at full speed; the daemon's
+//!    resident memory is sampled every [`POLL`] (max), then everything drains.
+//!
+//! Run: `cargo build --release -p defender-ingest -p defender-ingestion-server && bash
+//! scripts/test-infra.sh start && source target/test-infra/env && cargo bench -p
+//! defender-benches --bench daemon` (about 5 minutes; prints a table). `DI_BENCH_MB` sets the
+//! corpus size (default 100).
+
+// A benchmark driving processes: it waits with thread::sleep.
+#![allow(clippy::disallowed_methods)]
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use defender_benches::{SERVER_SECRET, Server, cpu_seconds, memory_mib, read_cpu_seconds, read_memory_mib};
+use defender_core::Catalog;
+use defender_gen::{GenOptions, Target};
+use defender_tests::kafka::{self, Daemon};
+
+const DCR: &str = "dcr-00000000000000000000000000000004";
+const TABLES: [&str; 2] = ["DeviceProcessEvents", "DeviceNetworkEvents"];
+const PARTITIONS: i32 = 4;
+const SECRET_ENV: &str = "DI_BENCH_CLIENT_SECRET";
+const LATENCY_SECONDS: u64 = 30;
+const OUTAGE_SECONDS: u64 = 60;
+const POLL: Duration = Duration::from_millis(100);
+
+/// Event Hubs message bodies, one per Kafka message, spread over the partitions.
+fn corpus(catalog: &Catalog, mb: u64) -> Vec<(i32, Vec<u8>)> {
+    let options = GenOptions {
+        seed: 11,
+        tables: TABLES.iter().map(|t| t.to_string()).collect(),
+        target: Target::Bytes(mb * 1_000_000),
+        ..GenOptions::default()
+    };
+    let mut bytes = Vec::new();
+    defender_gen::generate(catalog, &options, &mut bytes).unwrap();
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| ((i as i32) % PARTITIONS, l.to_vec()))
+        .collect()
+}
+
+fn write_config(dir: &Path, name: &str, topic: &str, server: &Server) -> PathBuf {
+    // The archive makes data durable when a file rolls: with the default of 300 s, nothing is
+    // committed for 5 minutes. One second puts the commit cadence near the pipeline's own.
+    let mut rest =
+        format!("[archive]\nurl = \"{}\"\nroll_seconds = 1\n", dir.join(format!("{name}-archive")).display());
+    for t in TABLES {
+        rest += &format!("\n[tables.{t}]\nsentinel = true\n");
+    }
+    rest += &defender_tests::sentinel_toml(&server.endpoint, DCR, &server.ca_file, SECRET_ENV, &server.authority);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, kafka::config(topic, &format!("{name}-group"), &rest)).unwrap();
+    path
+}
+
+/// What one daemon run cost.
+struct Run {
+    wall: f64,
+    cpu: f64,
+    peak_mib: f64,
+}
+
+/// Waits until `group` committed every partition's end; samples the daemon's RSS meanwhile
+/// (max, MiB).
+fn drain(daemon: &Daemon, group: &str, topic: &str, end: &BTreeMap<i32, i64>, timeout: Duration) -> f64 {
+    let deadline = Instant::now() + timeout;
+    let mut rss: f64 = 0.0;
+    loop {
+        rss = rss.max(memory_mib(&daemon.pid().to_string(), "VmRSS"));
+        let got = kafka::committed(group, topic, PARTITIONS);
+        if end.iter().all(|(p, e)| got.get(p).is_some_and(|c| c >= e)) {
+            return rss;
+        }
+        assert!(Instant::now() < deadline, "{group} committed {got:?} of {end:?}:\n{}", daemon.log_text());
+        std::thread::sleep(POLL);
+    }
+}
+
+fn files_run(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)]) -> Run {
+    let input = dir.join("corpus.json");
+    let mut text = Vec::new();
+    for (_, m) in messages {
+        text.extend_from_slice(m);
+        text.push(b'\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let config = write_config(dir, "files", "unused", server);
+    let started = Instant::now();
+    let child = Command::new(defender_tests::binary())
+        .args(["run", "--config", config.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .env(SECRET_ENV, SERVER_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (mut cpu, mut peak) = (0.0, 0.0);
+    // The child's figures as late as they can be read: until it is reaped, its /proc entry
+    // keeps its CPU time (memory goes when it becomes a zombie).
+    let mut child = child;
+    loop {
+        cpu = read_cpu_seconds(&pid).unwrap_or(cpu);
+        peak = read_memory_mib(&pid, "VmHWM").unwrap_or(peak);
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "the files run failed: {status}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Run { wall: started.elapsed().as_secs_f64(), cpu, peak_mib: peak }
+}
+
+fn kafka_run(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)]) -> Run {
+    let topic = kafka::unique("bench");
+    kafka::create_topic(&topic, PARTITIONS);
+    kafka::produce(&topic, messages);
+    let config = write_config(dir, "kafka", &topic, server);
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&config, dir, "kafka", &[(SECRET_ENV, SERVER_SECRET)]);
+    daemon.wait_ready(Duration::from_secs(60));
+    drain(&daemon, "kafka-group", &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
+    let wall = started.elapsed().as_secs_f64();
+    let pid = daemon.pid().to_string();
+    let run = Run { wall, cpu: cpu_seconds(&pid), peak_mib: memory_mib(&pid, "VmHWM") };
+    daemon.terminate(Duration::from_secs(60));
+    run
+}
+
+/// When the group's commits were read, and what they were.
+type Sample = (Instant, BTreeMap<i32, i64>);
+
+/// p50 and p99 (seconds) of produce → committed at `rate` bytes per second.
+fn latency(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)], rate: f64) -> (f64, f64, usize) {
+    let topic = kafka::unique("latency");
+    kafka::create_topic(&topic, PARTITIONS);
+    let config = write_config(dir, "latency", &topic, server);
+    let mut daemon = Daemon::start(&config, dir, "latency", &[(SECRET_ENV, SERVER_SECRET)]);
+    daemon.wait_ready(Duration::from_secs(60));
+    // The group's commits, sampled every POLL by a thread of their own while we produce.
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (samples, stop, topic) = (samples.clone(), stop.clone(), topic.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let committed = kafka::committed("latency-group", &topic, PARTITIONS);
+                samples.lock().unwrap().push((Instant::now(), committed));
+                std::thread::sleep(POLL);
+            }
+        })
+    };
+    // (partition, offset) → when it was produced; produced in small groups on a clock.
+    let mut produced: BTreeMap<(i32, i64), Instant> = BTreeMap::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let started = Instant::now();
+    let (mut sent_bytes, mut i) = (0.0, 0);
+    while started.elapsed() < Duration::from_secs(LATENCY_SECONDS) {
+        let due = started.elapsed().as_secs_f64() * rate;
+        let mut group = Vec::new();
+        while sent_bytes < due {
+            let (p, body) = &messages[i % messages.len()];
+            sent_bytes += body.len() as f64;
+            group.push((*p, body.clone()));
+            i += 1;
+        }
+        if !group.is_empty() {
+            kafka::produce(&topic, &group);
+            let at = Instant::now();
+            for (p, _) in &group {
+                let o = next.entry(*p).or_insert(0);
+                produced.insert((*p, *o), at);
+                *o += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let end: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, next.get(&p).copied().unwrap_or(0))).collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !samples
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|(_, c)| end.iter().all(|(p, e)| *e == 0 || c.get(p).is_some_and(|c| c >= e)))
+    {
+        assert!(Instant::now() < deadline, "latency run did not drain:\n{}", daemon.log_text());
+        std::thread::sleep(POLL);
+    }
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    // A message's latency: from its produce to the first sample whose commit passed it.
+    let samples = samples.lock().unwrap();
+    let mut latencies = Vec::new();
+    for ((p, o), at) in &produced {
+        if let Some((t, _)) = samples.iter().find(|(_, c)| c.get(p).is_some_and(|c| c > o)) {
+            latencies.push(t.saturating_duration_since(*at).as_secs_f64());
+        }
+    }
+    assert_eq!(latencies.len(), produced.len(), "every message committed");
+    daemon.terminate(Duration::from_secs(60));
+    latencies.sort_by(f64::total_cmp);
+    let q = |f: f64| latencies[((latencies.len() as f64 * f) as usize).min(latencies.len() - 1)];
+    (q(0.5), q(0.99), latencies.len())
+}
+
+/// Peak RSS (MiB) of the daemon while Sentinel answers 503 and the corpus arrives at full speed.
+fn outage(dir: &Path, messages: &[(i32, Vec<u8>)]) -> (f64, f64) {
+    let outage_dir = dir.join("outage");
+    std::fs::create_dir_all(&outage_dir).unwrap();
+    let server = Server::start(&outage_dir, DCR, &TABLES, &["--unavailable-for-seconds", &OUTAGE_SECONDS.to_string()]);
+    let topic = kafka::unique("outage");
+    kafka::create_topic(&topic, PARTITIONS);
+    let config = write_config(&outage_dir, "outage", &topic, &server);
+    let started = Instant::now();
+    let mut daemon = Daemon::start(&config, &outage_dir, "outage", &[(SECRET_ENV, SERVER_SECRET)]);
+    daemon.wait_ready(Duration::from_secs(60));
+    kafka::produce(&topic, messages);
+    let mut during: f64 = 0.0;
+    while started.elapsed() < Duration::from_secs(OUTAGE_SECONDS) {
+        during = during.max(memory_mib(&daemon.pid().to_string(), "VmRSS"));
+        std::thread::sleep(POLL);
+    }
+    let after =
+        drain(&daemon, "outage-group", &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
+    daemon.terminate(Duration::from_secs(60));
+    (during, after)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    let mb: u64 = std::env::var("DI_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let catalog = Catalog::embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    // DI_BENCH_KEEP: the daemons' logs and configs stay for a look afterwards.
+    let (_guard, dir) = if std::env::var_os("DI_BENCH_KEEP").is_some() {
+        let path = tmp.keep();
+        eprintln!("keeping {}", path.display());
+        (None, path)
+    } else {
+        let path = tmp.path().to_path_buf();
+        (Some(tmp), path)
+    };
+    let messages = corpus(&catalog, mb);
+    let bytes: usize = messages.iter().map(|(_, m)| m.len()).sum();
+    let input_mb = bytes as f64 / 1e6;
+    let server = Server::start(&dir, DCR, &TABLES, &[]);
+    println!("input: {input_mb:.0} MB in {} messages ({}), {PARTITIONS} partitions", messages.len(), TABLES.join(", "));
+
+    let files = files_run(&dir, &server, &messages);
+    let kafka_path = kafka_run(&dir, &server, &messages);
+    println!("| path | seconds | MB/s | ratio | busy cores | MB/s per busy core | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, r) in [("files (baseline)", &files), ("Kafka (local broker)", &kafka_path)] {
+        println!(
+            "| {name} | {:.2} | {:.1} | {:.2}× | {:.2} | {:.1} | {:.0} |",
+            r.wall,
+            input_mb / r.wall,
+            files.wall / r.wall,
+            r.cpu / r.wall,
+            input_mb / r.cpu,
+            r.peak_mib
+        );
+    }
+    let half = bytes as f64 / kafka_path.wall / 2.0;
+    let (p50, p99, n) = latency(&dir, &server, &messages, half);
+    println!(
+        "latency at half load ({:.1} MB/s, {LATENCY_SECONDS} s, {n} messages), produced → committed: p50 {p50:.2} s, p99 {p99:.2} s",
+        half / 1e6
+    );
+    let (during, after) = outage(&dir, &messages);
+    println!(
+        "RSS while Sentinel answers 503 for {OUTAGE_SECONDS} s and {input_mb:.0} MB arrive: max {during:.0} MiB; \
+         max while draining afterwards {after:.0} MiB"
+    );
+}
