@@ -1,11 +1,19 @@
-//! `defender-ingest backfill` end to end: Capture files written by fastavro (codecs null and
-//! deflate, an empty file, a truncated one, a Body that is not JSON) and storage-export
+//! `defender-ingest backfill` end to end: Capture files written by fastavro (codecs null,
+//! deflate and snappy, an empty file, a truncated one, a snappy block with a bad CRC, a Body
+//! that is not JSON) and storage-export
 //! PT1H.json blobs with CRLF lines → the archive → read back by pyarrow; reruns read nothing
 //! twice and add no rows.
 
-use std::path::Path;
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 
-use defender_tests::{python, readback, run_cli};
+use defender_tests::{binary, python, readback, run_cli};
 use serde_json::Value;
 
 fn backfill(args: &[&str]) -> Value {
@@ -84,4 +92,229 @@ fn storage_export_blobs_are_read_to_their_last_complete_line_and_resumed() {
     assert_eq!(s["totals"]["records_in"], 0, "{s}");
     let back = readback(path(archive.path()));
     assert_eq!(back["tables"]["DeviceInfo"]["rows"], 4, "{back}");
+}
+
+/// `defender-ingest generate` into `dir`: `records` records of DeviceInfo and
+/// DeviceProcessEvents (bare records with `bare`); returns the file and the records per table.
+fn generate(dir: &Path, records: u64, bare: bool) -> (std::path::PathBuf, BTreeMap<String, u64>) {
+    let (out, ledger) = (dir.join("generated.ndjson"), dir.join("ledger.json"));
+    let n = records.to_string();
+    let mut args = vec!["generate", "--records", &n, "--tables", "DeviceInfo,DeviceProcessEvents", "--seed", "7"];
+    args.extend(["-o", path(&out), "--ledger", path(&ledger)]);
+    if bare {
+        args.push("--bare");
+    }
+    run_cli(&args, &[]);
+    let ledger: Value = serde_json::from_str(&std::fs::read_to_string(&ledger).unwrap()).unwrap();
+    let tables = ledger["tables"].as_object().unwrap();
+    (out, tables.iter().map(|(t, l)| (t.clone(), l["records"].as_u64().unwrap())).collect())
+}
+
+/// A running `defender-ingest backfill`, its stderr lines forwarded as they come.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn defender-ingest");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines, stderr: Vec::new() }
+    }
+
+    /// Waits (at most 60 s) for a stderr line for which `f` holds.
+    fn wait_for(&mut self, mut f: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if f(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no such line on stderr ({e}); so far:\n{}", self.stderr.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for the process; (exit status, stdout, all of stderr).
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
+        let mut stdout = Vec::new();
+        self.child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        self.stderr.extend(self.lines.iter());
+        (status, stdout, self.stderr.join("\n"))
+    }
+}
+
+fn progress_line(line: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line).ok().filter(|v| v["progress"] == "backfill")
+}
+
+fn records_in(summary: &Value) -> BTreeMap<String, u64> {
+    let tables = summary["tables"].as_object().unwrap();
+    tables.iter().map(|(t, s)| (t.clone(), s["records_in"].as_u64().unwrap())).collect()
+}
+
+/// Per table: records in = written to the archive + filtered + dead-lettered.
+fn check_balanced(summary: &Value) {
+    for (table, s) in summary["tables"].as_object().unwrap() {
+        let dead: u64 = s["dead_lettered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        let out = s["written_archive"].as_u64().unwrap() + s["filtered"].as_u64().unwrap() + dead;
+        assert_eq!(
+            s["records_in"].as_u64().unwrap(),
+            out,
+            "{table}: records in = archived + filtered + dead: {summary}"
+        );
+    }
+}
+
+fn archived_rows(archive: &str) -> BTreeMap<String, u64> {
+    let back = readback(archive);
+    let tables = back["tables"].as_object().unwrap();
+    tables.iter().map(|(t, v)| (t.clone(), v["rows"].as_u64().unwrap())).collect()
+}
+
+#[test]
+fn sigterm_finishes_in_flight_saves_and_the_printed_command_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (messages, ledger) = generate(dir.path(), 40_000, false);
+    let input = dir.path().join("capture");
+    let files = python("capture_files.py", &["--messages", path(&messages), "--files", "24", path(&input)]);
+    let files: Value = serde_json::from_str(&files).unwrap();
+    let archive = dir.path().join("archive");
+    let bin = binary();
+    let args = [
+        "backfill",
+        "--capture",
+        path(&input),
+        "--archive",
+        path(&archive),
+        "--parallel",
+        "1",
+        "--progress-interval",
+        "0.2",
+        "--json",
+    ];
+    let mut running = Running::start(&args);
+    // Off a terminal: JSON progress lines with files and bytes done of the total.
+    let first = running.wait_for(|l| progress_line(l).is_some_and(|p| p["records_in"].as_u64() > Some(0)));
+    let p = progress_line(&first).unwrap();
+    assert_eq!(p["files"], files["files"], "{p}");
+    assert!(p["bytes"].as_u64().unwrap() > 0 && p["bytes_done"].as_u64() <= p["bytes"].as_u64(), "{p}");
+    assert!(p["files_done"].as_u64() < p["files"].as_u64(), "{p}");
+    for key in ["records_per_second", "eta_seconds", "rows_archived", "elapsed_seconds"] {
+        assert!(p.get(key).is_some(), "{key} in {p}");
+    }
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, stdout, stderr) = running.finish();
+    assert_eq!(status.code(), Some(130), "interrupted: non-zero\n{stderr}");
+    let resume = stderr.split("to resume, run the same command again:\n  ").nth(1).expect(&stderr);
+    let expected = std::iter::once(bin.to_str().unwrap()).chain(args).collect::<Vec<_>>().join(" ");
+    assert_eq!(resume.lines().next().unwrap(), expected, "the exact command");
+    let first: Value = serde_json::from_slice(&stdout).expect("the accounting, as JSON");
+    check_balanced(&first);
+    let first_in = records_in(&first);
+    assert!(first_in.values().sum::<u64>() < ledger.values().sum::<u64>(), "stopped in the middle: {first}");
+
+    let second = backfill(&args[1..args.len() - 1]);
+    check_balanced(&second);
+    // Nothing read twice, nothing left out: the two runs together read every record once.
+    for (table, n) in &ledger {
+        let both = first_in.get(table).unwrap_or(&0) + records_in(&second).get(table).unwrap_or(&0);
+        assert_eq!(both, *n, "{table}: records read by the two runs\n{first}\n{second}");
+    }
+    assert_eq!(archived_rows(path(&archive)), ledger, "every record archived once");
+}
+
+/// The storage-export blobs of `lines` (bare records): 6 hours per table's container, CRLF.
+/// Returns, per blob name (relative), its lines' (start offset, table).
+fn storage_blobs(root: &Path, lines: &str) -> BTreeMap<String, Vec<(u64, String)>> {
+    let mut blobs: BTreeMap<String, (String, Vec<(u64, String)>)> = BTreeMap::new();
+    for (i, line) in lines.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let table = record["category"].as_str().unwrap().trim_start_matches("AdvancedHunting-").to_string();
+        let name = format!(
+            "insights-logs-advancedhunting-{}/tenantId=t/y=2024/m=05/d=01/h={:02}/m=00/PT1H.json",
+            table.to_ascii_lowercase(),
+            i % 6
+        );
+        let (text, offsets) = blobs.entry(name).or_default();
+        offsets.push((text.len() as u64, table));
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    blobs
+        .into_iter()
+        .map(|(name, (text, offsets))| {
+            let file = root.join(&name);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+            (name, offsets)
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_then_the_same_command_archives_every_record_once_and_rereads_only_what_was_not_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (generated, ledger) = generate(dir.path(), 30_000, true);
+    let input = dir.path().join("export");
+    let blobs = storage_blobs(&input, &std::fs::read_to_string(generated).unwrap());
+    let archive = dir.path().join("archive");
+    let args = ["--storage", path(&input), "--archive", path(&archive), "--parallel", "1", "--save-interval", "0.2"];
+    let mut all = vec!["backfill", "--progress-interval", "0.2"];
+    all.extend(args);
+    let mut running = Running::start(&all);
+    // Kill once some progress is saved and well before the end.
+    let progress_dir = archive.join("_backfill");
+    let saved = |_: &str| {
+        let Ok(mut files) = std::fs::read_dir(&progress_dir) else { return false };
+        let Some(Ok(f)) = files.next() else { return false };
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap_or_default()).unwrap_or_default();
+        doc["files"].as_object().is_some_and(|f| f.values().filter(|v| v["offset"].is_i64()).count() >= 2)
+    };
+    running.wait_for(saved);
+    running.child.kill().unwrap();
+    let (status, _, stderr) = running.finish();
+    assert_eq!(status.code(), None, "killed by SIGKILL\n{stderr}");
+
+    // What the rerun must read: every line after its blob's saved offset.
+    let progress = std::fs::read_dir(&progress_dir).unwrap().next().unwrap().unwrap().path();
+    let progress: Value = serde_json::from_str(&std::fs::read_to_string(progress).unwrap()).unwrap();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for (name, lines) in &blobs {
+        let saved = progress["files"][name]["offset"].as_i64().map(|o| o as u64);
+        for (offset, table) in lines {
+            if saved.is_none_or(|s| *offset > s) {
+                *expected.entry(table.clone()).or_default() += 1;
+            }
+        }
+    }
+    let second = backfill(&args);
+    check_balanced(&second);
+    let second_in: BTreeMap<String, u64> = records_in(&second).into_iter().filter(|(_, n)| *n > 0).collect();
+    expected.retain(|_, n| *n > 0);
+    assert_eq!(second_in, expected, "the rerun reads exactly the lines after the saved offsets\n{second}");
+    assert!(second_in.values().sum::<u64>() < ledger.values().sum::<u64>(), "killed in the middle");
+    assert_eq!(archived_rows(path(&archive)), ledger, "every record archived exactly once");
 }

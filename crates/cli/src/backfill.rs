@@ -37,6 +37,12 @@ pub struct BackfillArgs {
     /// Files read at once (default: the decode workers).
     #[arg(long)]
     parallel: Option<usize>,
+    /// Seconds between two saves of the job's progress while reading.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    save_interval: f64,
+    /// Off a terminal: seconds between two JSON progress lines on stderr.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    progress_interval: f64,
     /// The config file (TOML): archive, selection, filters, Sentinel.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -45,8 +51,76 @@ pub struct BackfillArgs {
     out: run::Outputs,
 }
 
-/// How often a backfill without a terminal prints a JSON progress line.
-const JSON_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The command line as typed, quoted for a POSIX shell: what to run again to resume.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b)) {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Shows how far the backfill is: an indicatif bar on a terminal, else a JSON line on stderr
+/// every `every`.
+struct Reporter {
+    job: Job,
+    files: usize,
+    bytes: u64,
+    bar: Option<indicatif::ProgressBar>,
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Reporter {
+    fn new(job: Job, files: usize, bytes: u64, terminal: bool, every: std::time::Duration) -> Self {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(bytes);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .expect("a valid template");
+            bar.set_style(style);
+            bar
+        });
+        Self { job, files, bytes, bar, every, last: None }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        let read = self.job.read_progress();
+        let secs = p.elapsed.as_secs_f64().max(0.001);
+        let rate = p.records_in as f64 / secs;
+        if let Some(bar) = &self.bar {
+            bar.set_position(read.bytes);
+            bar.set_message(format!("{}/{} files, {} records ({rate:.0}/s)", read.files, self.files, p.records_in));
+            return;
+        }
+        if self.last.is_some_and(|l| l.elapsed() < self.every) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let bytes_rate = read.bytes.saturating_sub(read.skipped) as f64 / secs;
+        let left = self.bytes.saturating_sub(read.bytes) as f64;
+        let eta = (bytes_rate > 0.0).then(|| (left / bytes_rate).round());
+        let line = serde_json::json!({
+            "progress": "backfill", "files": self.files, "files_done": read.files,
+            "bytes": self.bytes, "bytes_done": read.bytes, "records_in": p.records_in,
+            "rows_archived": p.rows_archived, "records_per_second": rate.round(),
+            "eta_seconds": eta, "elapsed_seconds": p.elapsed.as_secs_f64(),
+        });
+        eprintln!("{line}");
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
 
 fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
@@ -95,6 +169,14 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let mut options = config.pipeline_options();
     let parallel = args.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
     let terminal = std::io::stderr().is_terminal();
+    if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
+        bail!("--progress-interval: expected a number of seconds above 0");
+    }
+    let every = std::time::Duration::from_secs_f64(args.progress_interval);
+    if !(args.save_interval.is_finite() && args.save_interval > 0.0) {
+        bail!("--save-interval: expected a number of seconds above 0");
+    }
+    let save_every = std::time::Duration::from_secs_f64(args.save_interval);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let inputs = backfill::list(kind, input.store.as_ref(), &input.prefix, &selection).await?;
@@ -110,7 +192,9 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             job.path(),
             before.done
         );
-        let source = BackfillSource::new(kind, input.store.clone(), inputs, job.clone()).with_parallel(parallel);
+        let source = BackfillSource::new(kind, input.store.clone(), inputs, job.clone())
+            .with_parallel(parallel)
+            .with_save_interval(save_every);
         let (stop_tx, stop_rx) = watch::channel(false);
         options.stop = stop_rx;
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -123,46 +207,25 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             run::signal().await;
             std::process::exit(130);
         });
-        let progress_job = job.clone();
-        let mut last = std::time::Instant::now() - JSON_EVERY;
-        let progress = move |p: &Progress| {
-            let c = progress_job.counts();
-            let rate = p.records_in as f64 / p.elapsed.as_secs_f64().max(0.001);
-            if terminal {
-                eprint!(
-                    "\r{}/{} files done, {} records in ({rate:.0}/s), {} rows archived, {:.0?}   ",
-                    c.done.saturating_sub(before.done),
-                    total,
-                    p.records_in,
-                    p.rows_archived,
-                    p.elapsed
-                );
-            } else if last.elapsed() >= JSON_EVERY {
-                last = std::time::Instant::now();
-                let line = serde_json::json!({
-                    "progress": "backfill", "files": total, "files_done": c.done.saturating_sub(before.done),
-                    "records_in": p.records_in, "rows_archived": p.rows_archived, "bytes_in": p.bytes_in,
-                    "records_per_second": rate.round(), "elapsed_seconds": p.elapsed.as_secs_f64(),
-                });
-                eprintln!("{line}");
-            }
-        };
-        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await?;
+        let reporter = Arc::new(std::sync::Mutex::new(Reporter::new(job.clone(), total, bytes, terminal, every)));
+        let updates = reporter.clone();
+        let progress = move |p: &Progress| updates.lock().expect("reporter poisoned").update(p);
+        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await;
+        reporter.lock().expect("reporter poisoned").finish();
+        let run = run?;
         // Everything the run reports committed is durable in every sink: the final save.
         job.save(&run.committed).await?;
         anyhow::Ok((run, job, stopped))
     });
-    if terminal {
-        eprintln!();
-    }
     let (run, job, stopped) = result?;
     let code = run::finish(&run, &store::redact(&archive.url), args.out.summary.as_deref(), args.out.json)?;
     let counts = job.counts();
     if stopped.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!(
-            "interrupted: progress saved in {} ({} file(s) done); run the same command again to resume",
+            "interrupted: progress saved in {} ({} file(s) done); to resume, run the same command again:\n  {}",
             job.path(),
-            counts.done
+            counts.done,
+            command_line()
         );
         return Ok(ExitCode::from(130));
     }

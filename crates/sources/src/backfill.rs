@@ -17,7 +17,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -35,7 +38,7 @@ use crate::{
 
 /// Bytes per chunk sent down the pipeline (and per range read of a blob).
 const CHUNK_BYTES: usize = 1 << 20;
-/// How often progress is saved while reading.
+/// How often progress is saved while reading, by default.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Which history a location holds.
@@ -158,6 +161,10 @@ struct JobInner {
     kind: Kind,
     location: String,
     state: Mutex<JobState>,
+    /// Files of this run's inputs read to their end (or done before), and their bytes read.
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_skipped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +195,17 @@ pub struct JobCounts {
     pub done: usize,
 }
 
+/// How far this run's readers are through their inputs, for a progress bar: files read to
+/// their end and bytes read (files done by an earlier run, and the part of a blob before its
+/// saved offset, count as read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadProgress {
+    pub files: u64,
+    pub bytes: u64,
+    /// Of `bytes`, those counted as read without reading them (done before).
+    pub skipped: u64,
+}
+
 impl Job {
     /// The job of reading `location` (as shown: the key of its progress file) into the archive
     /// at `archive`/`prefix`; reads the progress an earlier run saved.
@@ -216,7 +234,40 @@ impl Job {
             Err(e) => return Err(err(e)),
         }
         let state = Mutex::new(JobState { files, running: BTreeMap::new() });
-        Ok(Self(Arc::new(JobInner { store: archive, path, kind, location: location.to_string(), state })))
+        Ok(Self(Arc::new(JobInner {
+            store: archive,
+            path,
+            kind,
+            location: location.to_string(),
+            state,
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_skipped: AtomicU64::new(0),
+        })))
+    }
+
+    /// A job whose progress is kept in memory only (`estimate`: nothing is saved).
+    pub async fn ephemeral(kind: Kind, location: &str) -> Result<Self, SourceError> {
+        Self::open(kind, location, Arc::new(object_store::memory::InMemory::new()), &Path::default()).await
+    }
+
+    /// Files and bytes read so far by this run.
+    pub fn read_progress(&self) -> ReadProgress {
+        ReadProgress {
+            files: self.0.files_read.load(Ordering::Relaxed),
+            bytes: self.0.bytes_read.load(Ordering::Relaxed),
+            skipped: self.0.bytes_skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn read(&self, files: u64, bytes: u64) {
+        self.0.files_read.fetch_add(files, Ordering::Relaxed);
+        self.0.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn skipped(&self, files: u64, bytes: u64) {
+        self.read(files, bytes);
+        self.0.bytes_skipped.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
@@ -285,11 +336,18 @@ pub struct BackfillSource {
     inputs: Arc<Vec<Input>>,
     job: Job,
     parallel: usize,
+    save_every: Duration,
 }
 
 impl BackfillSource {
     pub fn new(kind: Kind, store: Arc<dyn ObjectStore>, inputs: Vec<Input>, job: Job) -> Self {
-        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1 }
+        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1, save_every: SAVE_EVERY }
+    }
+
+    /// Saves progress this often while reading (default 5 s).
+    pub fn with_save_interval(mut self, every: Duration) -> Self {
+        self.save_every = every.max(Duration::from_millis(10));
+        self
     }
 
     /// Reads up to `n` files at once (default 1).
@@ -335,7 +393,7 @@ impl BackfillSource {
             });
         }
         drop(events);
-        let mut timer = tokio::time::interval(SAVE_EVERY);
+        let mut timer = tokio::time::interval(self.save_every);
         timer.tick().await;
         loop {
             tokio::select! {
@@ -378,6 +436,7 @@ impl Reader {
     async fn input(&self, partition: u32, input: &Input) -> Result<bool, SourceError> {
         let progress = self.job.progress(&input.name);
         if progress.done {
+            self.job.skipped(1, input.size);
             return Ok(true);
         }
         let source: Arc<str> = input.name.clone();
@@ -397,6 +456,7 @@ impl Reader {
         if !go_on {
             return Ok(false);
         }
+        self.job.read(1, 0);
         if let Some(r) = self.job.state().running.get_mut(&partition) {
             r.finished = true;
         }
@@ -418,6 +478,7 @@ impl Reader {
         let data =
             self.store.get(&input.path).await.map_err(Self::err(input))?.bytes().await.map_err(Self::err(input))?;
         let mut reader = CaptureReader::new(data);
+        let mut counted = 0;
         loop {
             self.beat.working();
             let (back, items) = tokio::task::spawn_blocking(move || {
@@ -427,6 +488,8 @@ impl Reader {
             .await
             .expect("reading a capture file does not panic");
             reader = back;
+            self.job.read(0, (reader.position() - counted) as u64);
+            counted = reader.position();
             if items.is_empty() {
                 return Ok(true);
             }
@@ -464,6 +527,7 @@ impl Reader {
         let start = committed.map_or(0, |c| c.max(0) as u64);
         let mut splitter = LineSplitter::new(start);
         let mut at = start;
+        self.job.skipped(0, start.min(input.size));
         while at < input.size {
             self.beat.working();
             let end = (at + CHUNK_BYTES as u64).min(input.size);
@@ -474,6 +538,7 @@ impl Reader {
                 break;
             }
             at += data.len() as u64;
+            self.job.read(0, data.len() as u64);
             tracing::debug!(blob = %source, at, bytes = data.len(), "read");
             let lines: Vec<_> =
                 splitter.push(&data).into_iter().filter(|(o, _)| committed.is_none_or(|c| *o > c)).collect();
