@@ -4,12 +4,12 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use defender_core::Catalog;
 use defender_pipeline::Progress;
 use defender_sinks::{ArchiveSink, store};
-use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection};
+use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection, handoff};
 use tokio::sync::watch;
 
 use crate::{config, report, run};
@@ -18,7 +18,8 @@ use crate::{config, report, run};
 pub struct BackfillArgs {
     /// Event Hubs Capture files (`.avro`): a directory, az://container/prefix or abfss:// URL
     /// (credentials as for the archive).
-    #[arg(long, conflicts_with = "storage", required_unless_present = "storage")]
+    /// Without --capture and --storage: the config's [source.capture] or [source.storage].
+    #[arg(long, conflicts_with = "storage")]
     capture: Option<String>,
     /// The Streaming API's storage-account export (`insights-logs-advancedhunting-<table>/
     /// .../PT1H.json`): a directory or URL holding the containers (or one container).
@@ -43,6 +44,10 @@ pub struct BackfillArgs {
     /// Off a terminal: seconds between two JSON progress lines on stderr.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     progress_interval: f64,
+    /// After a complete Capture backfill, make the live source of this config file start
+    /// exactly after the last archived event of each partition (see the README: Backfill).
+    #[arg(long, value_name = "LIVE_CONFIG", requires = "capture")]
+    then_checkpoint: Option<PathBuf>,
     /// The config file (TOML): archive, selection, filters, Sentinel.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -123,31 +128,54 @@ impl Reporter {
 }
 
 fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S") {
-        return Ok(t.and_utc());
-    }
-    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        Ok(d) => Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
-        Err(_) => bail!("{arg} `{value}`: expected a UTC time such as 2024-05-01 or 2024-05-01T10:00:00Z"),
+    defender_config::history::parse_time(arg, value).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The live source `--then-checkpoint` names.
+fn live_source(path: &std::path::Path) -> anyhow::Result<handoff::LiveSource> {
+    let live = config::load(path)?;
+    match &live.source.kafka {
+        Some(k) => Ok(handoff::LiveSource::Kafka { group: k.group.clone() }),
+        None => bail!(
+            "--then-checkpoint {}: no [source.kafka] in it (the Event Hubs AMQP source's checkpoints are not built yet)",
+            path.display()
+        ),
     }
 }
 
-pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let (kind, location) = match (&args.capture, &args.storage) {
-        (Some(c), None) => (Kind::Capture, c.clone()),
-        (None, Some(s)) => (Kind::Storage, s.clone()),
-        _ => bail!("give one of --capture LOCATION or --storage LOCATION"),
-    };
-    if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
-        bail!("--{} `{location}` is not a directory", kind.as_str());
+/// Prints, per partition, the last archived event, then hands it to the live source's
+/// checkpoint writer.
+async fn hand_off(job: &Job, inputs: &[backfill::Input], live: &handoff::LiveSource) -> anyhow::Result<()> {
+    let positions = handoff::captured_positions(job, inputs)?;
+    for p in &positions {
+        let line = serde_json::json!({
+            "handoff": "capture", "namespace": p.namespace, "event_hub": p.event_hub, "partition_id": p.partition_id,
+            "sequence_number": p.sequence_number, "offset": p.offset,
+        });
+        eprintln!("{line}");
     }
+    handoff::write_checkpoints(live, &positions).await?;
+    Ok(())
+}
+
+pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => config::load(path)?,
         None => defender_config::Config::default(),
     };
+    // The flags, or else the config's [source.capture] / [source.storage] (flags win).
+    let configured = config.source.history()?;
+    let (kind, location, mut from, mut to, mut tables) = match (&args.capture, &args.storage, &configured) {
+        (Some(c), None, _) => (Kind::Capture, c.clone(), None, None, Vec::new()),
+        (None, Some(s), _) => (Kind::Storage, s.clone(), None, None, Vec::new()),
+        (None, None, Some(h)) => (h.kind, h.location.clone(), h.from, h.to, h.tables.clone()),
+        _ => bail!(
+            "give one of --capture LOCATION or --storage LOCATION (or a --config with [source.capture] or [source.storage])"
+        ),
+    };
+    if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
+        bail!("--{} `{location}` is not a directory", kind.as_str());
+    }
     if let Some(url) = &args.out.archive {
         match &mut config.archive {
             Some(a) => a.url = url.clone(),
@@ -155,11 +183,16 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let archive = config.archive.as_ref().context("no archive: pass --archive or a --config with [archive]")?;
-    let selection = Selection {
-        from: args.from.as_deref().map(|v| time("--from", v)).transpose()?,
-        to: args.to.as_deref().map(|v| time("--to", v)).transpose()?,
-        tables: args.tables.clone(),
-    };
+    if let Some(v) = &args.from {
+        from = Some(time("--from", v)?);
+    }
+    if let Some(v) = &args.to {
+        to = Some(time("--to", v)?);
+    }
+    if !args.tables.is_empty() {
+        tables = args.tables.clone();
+    }
+    let selection = Selection { from, to, tables };
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = run::sentinel_path(&config, &catalog)?;
     let input = store::open(&location).map_err(|e| anyhow::anyhow!("--{}: {e}", kind.as_str()))?;
@@ -167,7 +200,9 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let archive_display = archive_location.display.clone();
     let sink = ArchiveSink::new(archive_location.clone(), config.archive_config());
     let mut options = config.pipeline_options();
-    let parallel = args.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+    let parallel = args.parallel.or(configured.as_ref().and_then(|h| h.parallel));
+    let parallel = parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+    let live = args.then_checkpoint.as_deref().map(live_source).transpose()?;
     let terminal = std::io::stderr().is_terminal();
     if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
         bail!("--progress-interval: expected a number of seconds above 0");
@@ -180,6 +215,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let inputs = backfill::list(kind, input.store.as_ref(), &input.prefix, &selection).await?;
+        let listed = inputs.clone();
         let job = Job::open(kind, &input.display, archive_location.store.clone(), &archive_location.prefix).await?;
         let before = job.counts();
         let total = inputs.len();
@@ -215,10 +251,15 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         let run = run?;
         // Everything the run reports committed is durable in every sink: the final save.
         job.save(&run.committed).await?;
-        anyhow::Ok((run, job, stopped))
+        anyhow::Ok((run, job, stopped, listed))
     });
-    let (run, job, stopped) = result?;
+    let (run, job, stopped, listed) = result?;
     let code = run::finish(&run, &store::redact(&archive.url), args.out.summary.as_deref(), args.out.json)?;
+    // The hand-off, after the accounting: only a backfill that read everything hands off.
+    if let Some(live) = live.filter(|_| !stopped.load(std::sync::atomic::Ordering::SeqCst) && code == ExitCode::SUCCESS)
+    {
+        runtime.block_on(hand_off(&job, &listed, &live))?;
+    }
     let counts = job.counts();
     if stopped.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!(

@@ -34,8 +34,9 @@ const MAX_RAW: usize = 1 << 20;
 /// What a Capture file yields, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// A record's Body (a Streaming-API message) at `offset`.
-    Message { offset: i64, body: Bytes, sequence_number: Option<i64> },
+    /// A record's Body (a Streaming-API message) at `offset`, with the event's Event Hubs
+    /// `SequenceNumber` and `Offset` when the record has them.
+    Message { offset: i64, body: Bytes, sequence_number: Option<i64>, event_offset: Option<Bytes> },
     /// Bytes that could not be read as records.
     Unreadable { offset: i64, detail: String, raw: Bytes },
 }
@@ -224,15 +225,17 @@ impl<'a> Cursor<'a> {
 struct Record<'a> {
     body: Option<&'a [u8]>,
     sequence_number: Option<i64>,
+    event_offset: Option<&'a [u8]>,
 }
 
 /// Reads one record of the top-level schema, keeping Body and SequenceNumber.
 fn record<'a>(c: &mut Cursor<'a>, fields: &[(String, Schema)]) -> Result<Record<'a>, String> {
-    let mut r = Record { body: None, sequence_number: None };
+    let mut r = Record { body: None, sequence_number: None, event_offset: None };
     for (name, schema) in fields {
         match (name.as_str(), schema) {
             ("Body", _) => r.body = body(c, schema)?,
             ("SequenceNumber", Schema::Long | Schema::Int) => r.sequence_number = Some(c.long()?),
+            ("Offset", Schema::String) => r.event_offset = Some(c.bytes()?),
             _ => c.skip(schema)?,
         }
     }
@@ -470,13 +473,13 @@ impl CaptureReader {
         for i in 0..count {
             let at = rc.pos;
             match record(&mut rc, &self.fields) {
-                Ok(Record { body: Some(b), sequence_number }) => {
-                    let offset = b.as_ptr() as usize - block.as_ptr() as usize;
+                Ok(Record { body: Some(b), sequence_number, event_offset }) => {
                     bytes += b.len();
-                    let body = block.slice(offset..offset + b.len());
-                    out.push(Item::Message { offset: self.next_ordinal(), body, sequence_number });
+                    let body = block.slice_ref(b);
+                    let event_offset = event_offset.map(|o| block.slice_ref(o));
+                    out.push(Item::Message { offset: self.next_ordinal(), body, sequence_number, event_offset });
                 }
-                Ok(Record { body: None, sequence_number }) => {
+                Ok(Record { body: None, sequence_number, .. }) => {
                     let detail = format!(
                         "record {i} of the block at byte {start} has no Body (SequenceNumber {sequence_number:?})"
                     );

@@ -117,7 +117,10 @@ fn reads_bodies_in_order_with_ordinals_for_every_codec() {
         let blocks = vec![vec![event(10, Some(&body(1))), event(11, Some(&body(2)))], vec![event(12, Some(&body(3)))]];
         let items = read_all(file(codec, &blocks));
         assert_eq!(messages(&items), vec![(1, body(1)), (2, body(2)), (3, body(3))], "{codec}");
-        assert!(matches!(items[2], Item::Message { sequence_number: Some(12), .. }));
+        assert!(
+            matches!(&items[2], Item::Message { sequence_number: Some(12), event_offset: Some(o), .. } if o == "12"),
+            "{items:?}"
+        );
     }
 }
 
