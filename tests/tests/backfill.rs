@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use defender_tests::{binary, python, readback, run_cli};
+use defender_tests::{binary, infra, python, readback, run_cli};
 use serde_json::Value;
 
 fn backfill(args: &[&str]) -> Value {
@@ -453,4 +453,51 @@ fn then_checkpoint_reports_the_last_archived_event_per_partition_and_refuses_the
         .map(|(p, n)| (p.to_string(), (n, (n * 100).to_string())))
         .collect();
     assert_eq!(handoff, expected, "{stderr}");
+}
+
+#[test]
+fn azurite_capture_files_and_append_blobs_written_by_the_azure_sdk_between_two_runs() {
+    let endpoint = infra("DI_AZURITE_BLOB");
+    let url = endpoint.trim_end_matches('/').trim_end_matches("/devstoreaccount1").to_string();
+    let env = [("AZURE_STORAGE_USE_EMULATOR", "true"), ("AZURITE_BLOB_STORAGE_URL", url.as_str())];
+    let backfill_az = |args: &[&str]| -> Value {
+        let mut all = vec!["backfill"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        serde_json::from_slice(&run_cli(&all, &env).stdout).expect("the summary")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let container = format!("backfill{}", std::process::id());
+
+    // Capture files uploaded to Blob.
+    let local = dir.path().join("capture");
+    let counts: Value = serde_json::from_str(&python("capture_files.py", &[path(&local)])).unwrap();
+    python("storage_export.py", &["upload", &endpoint, &container, "capture", path(&local)]);
+    let archive = dir.path().join("archive-capture");
+    let location = format!("az://{container}/capture");
+    let s = backfill_az(&["--capture", &location, "--to", "2024-05-02", "--archive", path(&archive)]);
+    check_balanced(&s);
+    assert_eq!(table(&s, "DeviceInfo")["written_archive"], counts["DeviceInfo"], "{s}");
+    assert_eq!(table(&s, "unknown")["dead_lettered"]["unreadable_input"], counts["unreadable"], "{s}");
+    assert_eq!(archived_rows(path(&archive))["DeviceInfo"], counts["DeviceInfo"].as_u64().unwrap());
+
+    // A PT1H.json append blob, appended to between two runs; the last line is half written.
+    let blob = "export/insights-logs-advancedhunting-deviceinfo/tenantId=t/y=2024/m=05/d=01/h=10/m=00/PT1H.json";
+    let append = |text: &str| {
+        let f = dir.path().join("append.txt");
+        std::fs::write(&f, text).unwrap();
+        python("storage_export.py", &["append", &endpoint, &container, blob, path(&f)]);
+    };
+    let (l3, archive) = (line(3), dir.path().join("archive-storage"));
+    append(&format!("{}{}{}", line(1), line(2), &l3[..50]));
+    let location = format!("az://{container}/export");
+    let args = ["--storage", location.as_str(), "--tables", "DeviceInfo", "--archive", path(&archive)];
+    let s = backfill_az(&args);
+    check_balanced(&s);
+    assert_eq!(table(&s, "DeviceInfo")["records_in"], 2, "a last line without its CRLF is not taken: {s}");
+    append(&format!("{}{}", &l3[50..], line(4)));
+    let s = backfill_az(&args);
+    check_balanced(&s);
+    assert_eq!(table(&s, "DeviceInfo")["records_in"], 2, "only the new complete lines: {s}");
+    assert_eq!(archived_rows(path(&archive))["DeviceInfo"], 4);
 }
