@@ -3,6 +3,7 @@
 Avro object container files in Capture's exact EventData schema.
 
     capture_files.py <dir>
+    capture_files.py --messages <file> --files <n> <dir>
 
 Writes, under <dir>/ns/hub/<partition>/YYYY/MM/DD/HH/mm/ss.avro:
   - partition 0, 2024-05-01 10:00:00: codec null, 3 events of 2 DeviceInfo records each;
@@ -10,10 +11,17 @@ Writes, under <dir>/ns/hub/<partition>/YYYY/MM/DD/HH/mm/ss.avro:
   - partition 0, 2024-05-01 10:10:00: an empty file (header only, as Capture writes idle windows);
   - partition 1, 2024-05-01 10:15:00: a deflate file of 4 one-record blocks cut in the middle of
     its last block (a truncated upload);
+  - partition 2, 2024-05-01 10:20:00: codec snappy, 2 events of 2 DeviceInfo records each;
+  - partition 2, 2024-05-01 10:25:00: a snappy file of 3 one-record blocks whose first block's
+    CRC-32 is flipped (the block is unreadable, the other two are read);
   - partition 0, 2024-05-02 00:00:00: codec null, 1 event (outside a --to 2024-05-02 window).
 Prints one JSON object: {"DeviceInfo": records in the files before the cut-off, ...,
 "not_json": bodies that are not JSON, "unreadable": unreadable stretches, "late": records in the
 file of 2024-05-02}.
+
+With --messages, writes the message bodies of <file> (one per line, as `defender-ingest generate`
+writes them) in order into <n> deflate files of partitions 0-3, a minute apart from
+2024-05-01 00:00, a few events per block; prints {"files": n, "events": events written}.
 """
 import io
 import json
@@ -64,7 +72,21 @@ def write(root, partition, when, events, codec, **kw):
     return path
 
 
+def from_messages(path, files, root):
+    with open(path, "rb") as f:
+        bodies = [line.rstrip(b"\r\n") for line in f if line.strip()]
+    per_file = -(-len(bodies) // files)
+    for i in range(files):
+        chunk = bodies[i * per_file:(i + 1) * per_file]
+        when = f"2024/05/01/{i // 60:02d}/{i % 60:02d}/00"
+        write(root, i % 4, when, [event(i * per_file + j, b) for j, b in enumerate(chunk)], "deflate",
+              sync_interval=64 * 1024)
+    print(json.dumps({"files": files, "events": len(bodies)}))
+
+
 def main():
+    if sys.argv[1] == "--messages":
+        return from_messages(sys.argv[2], int(sys.argv[4]), sys.argv[5])
     root = sys.argv[1]
     counts = {"DeviceInfo": 0, "not_json": 0, "unreadable": 0, "late": 0}
     events = []
@@ -85,6 +107,19 @@ def main():
     with open(path, "wb") as f:
         f.write(data[: cut + 16 + (len(data) - cut - 32) // 2])
     counts["DeviceInfo"] += 3
+    counts["unreadable"] += 1
+    write(root, 2, "2024/05/01/10/20/00", [event(40 + i, message([record(20), record(20)])) for i in range(2)],
+          "snappy")
+    counts["DeviceInfo"] += 4
+    path = write(root, 2, "2024/05/01/10/25/00", [event(50 + i, message([record(25)])) for i in range(3)],
+                 "snappy", sync_interval=1)
+    data = bytearray(open(path, "rb").read())
+    sync = bytes(data[-16:])
+    first_block_end = data.find(sync, data.find(sync) + 16)  # the sync marker after block 1
+    data[first_block_end - 1] ^= 0x01  # the last byte of its CRC-32
+    with open(path, "wb") as f:
+        f.write(data)
+    counts["DeviceInfo"] += 2
     counts["unreadable"] += 1
     write(root, 0, "2024/05/02/00/00/00", [event(30, message([record(0)]))], "null")
     counts["late"] += 1

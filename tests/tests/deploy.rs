@@ -11,7 +11,7 @@ use defender_tests::{binary, python, repo_root};
 const OVERLAYS: &[(&str, Option<&str>)] = &[
     ("kafka", None),
     ("eventhubs", Some("[source.eventhubs], the AMQP source, is issue 11 and not in the binary yet")),
-    ("backfill", Some("the backfill command and [source.capture] are issue 12 and not in the binary yet")),
+    ("backfill", None),
 ];
 
 fn overlays_dir() -> PathBuf {
@@ -111,4 +111,20 @@ fn the_azure_template_has_the_identity_roles_and_storage_and_declares_its_parame
     for used in text.split("parameters('").skip(1).map(|s| s.split('\'').next().unwrap()) {
         assert!(declared.contains_key(used), "parameters('{used}') is used but not declared");
     }
+}
+
+/// The backfill Job's container args are ones the binary takes: parsed by it up to `--help`.
+#[test]
+fn the_backfill_job_args_parse_with_the_backfill_command() {
+    let job = std::fs::read_to_string(overlays_dir().join("backfill/job.yaml")).unwrap();
+    let args: Vec<String> = job
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|a| a.trim_matches('"').to_string())
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("backfill"), "{args:?}");
+    let out = Command::new(binary()).args(&args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "defender-ingest {args:?} does not parse:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -4,12 +4,12 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use defender_core::Catalog;
 use defender_pipeline::Progress;
 use defender_sinks::{ArchiveSink, store};
-use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection};
+use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection, handoff};
 use tokio::sync::watch;
 
 use crate::{config, report, run};
@@ -18,7 +18,8 @@ use crate::{config, report, run};
 pub struct BackfillArgs {
     /// Event Hubs Capture files (`.avro`): a directory, az://container/prefix or abfss:// URL
     /// (credentials as for the archive).
-    #[arg(long, conflicts_with = "storage", required_unless_present = "storage")]
+    /// Without --capture and --storage: the config's [source.capture] or [source.storage].
+    #[arg(long, conflicts_with = "storage")]
     capture: Option<String>,
     /// The Streaming API's storage-account export (`insights-logs-advancedhunting-<table>/
     /// .../PT1H.json`): a directory or URL holding the containers (or one container).
@@ -37,6 +38,16 @@ pub struct BackfillArgs {
     /// Files read at once (default: the decode workers).
     #[arg(long)]
     parallel: Option<usize>,
+    /// Seconds between two saves of the job's progress while reading.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    save_interval: f64,
+    /// Off a terminal: seconds between two JSON progress lines on stderr.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    progress_interval: f64,
+    /// After a complete Capture backfill, make the live source of this config file start
+    /// exactly after the last archived event of each partition (see the README: Backfill).
+    #[arg(long, value_name = "LIVE_CONFIG", requires = "capture")]
+    then_checkpoint: Option<PathBuf>,
     /// The config file (TOML): archive, selection, filters, Sentinel.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -45,35 +56,126 @@ pub struct BackfillArgs {
     out: run::Outputs,
 }
 
-/// How often a backfill without a terminal prints a JSON progress line.
-const JSON_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The command line as typed, quoted for a POSIX shell: what to run again to resume.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b)) {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
-fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
+/// Shows how far the backfill is: an indicatif bar on a terminal, else a JSON line on stderr
+/// every `every`.
+struct Reporter {
+    job: Job,
+    files: usize,
+    bytes: u64,
+    bar: Option<indicatif::ProgressBar>,
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Reporter {
+    fn new(job: Job, files: usize, bytes: u64, terminal: bool, every: std::time::Duration) -> Self {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(bytes);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
+            )
+            .expect("a valid template");
+            bar.set_style(style);
+            bar
+        });
+        Self { job, files, bytes, bar, every, last: None }
     }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S") {
-        return Ok(t.and_utc());
+
+    fn update(&mut self, p: &Progress) {
+        let read = self.job.read_progress();
+        let secs = p.elapsed.as_secs_f64().max(0.001);
+        let rate = p.records_in as f64 / secs;
+        if let Some(bar) = &self.bar {
+            bar.set_position(read.bytes);
+            bar.set_message(format!("{}/{} files, {} records ({rate:.0}/s)", read.files, self.files, p.records_in));
+            return;
+        }
+        if self.last.is_some_and(|l| l.elapsed() < self.every) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let bytes_rate = read.bytes.saturating_sub(read.skipped) as f64 / secs;
+        let left = self.bytes.saturating_sub(read.bytes) as f64;
+        let eta = (bytes_rate > 0.0).then(|| (left / bytes_rate).round());
+        let line = serde_json::json!({
+            "progress": "backfill", "files": self.files, "files_done": read.files,
+            "bytes": self.bytes, "bytes_done": read.bytes, "records_in": p.records_in,
+            "rows_archived": p.rows_archived, "records_per_second": rate.round(),
+            "eta_seconds": eta, "elapsed_seconds": p.elapsed.as_secs_f64(),
+        });
+        eprintln!("{line}");
     }
-    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        Ok(d) => Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
-        Err(_) => bail!("{arg} `{value}`: expected a UTC time such as 2024-05-01 or 2024-05-01T10:00:00Z"),
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
     }
 }
 
-pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    let (kind, location) = match (&args.capture, &args.storage) {
-        (Some(c), None) => (Kind::Capture, c.clone()),
-        (None, Some(s)) => (Kind::Storage, s.clone()),
-        _ => bail!("give one of --capture LOCATION or --storage LOCATION"),
-    };
-    if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
-        bail!("--{} `{location}` is not a directory", kind.as_str());
+fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
+    defender_config::history::parse_time(arg, value).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The live source `--then-checkpoint` names.
+fn live_source(path: &std::path::Path) -> anyhow::Result<handoff::LiveSource> {
+    let live = config::load(path)?;
+    match &live.source.kafka {
+        Some(k) => Ok(handoff::LiveSource::Kafka { group: k.group.clone() }),
+        None => bail!(
+            "--then-checkpoint {}: no [source.kafka] in it (the Event Hubs AMQP source's checkpoints are not built yet)",
+            path.display()
+        ),
     }
+}
+
+/// Prints, per partition, the last archived event, then hands it to the live source's
+/// checkpoint writer.
+async fn hand_off(job: &Job, inputs: &[backfill::Input], live: &handoff::LiveSource) -> anyhow::Result<()> {
+    let positions = handoff::captured_positions(job, inputs)?;
+    for p in &positions {
+        let line = serde_json::json!({
+            "handoff": "capture", "namespace": p.namespace, "event_hub": p.event_hub, "partition_id": p.partition_id,
+            "sequence_number": p.sequence_number, "offset": p.offset,
+        });
+        eprintln!("{line}");
+    }
+    handoff::write_checkpoints(live, &positions).await?;
+    Ok(())
+}
+
+pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => config::load(path)?,
         None => defender_config::Config::default(),
     };
+    // The flags, or else the config's [source.capture] / [source.storage] (flags win).
+    let configured = config.source.history()?;
+    let (kind, location, mut from, mut to, mut tables) = match (&args.capture, &args.storage, &configured) {
+        (Some(c), None, _) => (Kind::Capture, c.clone(), None, None, Vec::new()),
+        (None, Some(s), _) => (Kind::Storage, s.clone(), None, None, Vec::new()),
+        (None, None, Some(h)) => (h.kind, h.location.clone(), h.from, h.to, h.tables.clone()),
+        _ => bail!(
+            "give one of --capture LOCATION or --storage LOCATION (or a --config with [source.capture] or [source.storage])"
+        ),
+    };
+    if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
+        bail!("--{} `{location}` is not a directory", kind.as_str());
+    }
     if let Some(url) = &args.out.archive {
         match &mut config.archive {
             Some(a) => a.url = url.clone(),
@@ -81,11 +183,16 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let archive = config.archive.as_ref().context("no archive: pass --archive or a --config with [archive]")?;
-    let selection = Selection {
-        from: args.from.as_deref().map(|v| time("--from", v)).transpose()?,
-        to: args.to.as_deref().map(|v| time("--to", v)).transpose()?,
-        tables: args.tables.clone(),
-    };
+    if let Some(v) = &args.from {
+        from = Some(time("--from", v)?);
+    }
+    if let Some(v) = &args.to {
+        to = Some(time("--to", v)?);
+    }
+    if !args.tables.is_empty() {
+        tables = args.tables.clone();
+    }
+    let selection = Selection { from, to, tables };
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = run::sentinel_path(&config, &catalog)?;
     let input = store::open(&location).map_err(|e| anyhow::anyhow!("--{}: {e}", kind.as_str()))?;
@@ -93,11 +200,22 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let archive_display = archive_location.display.clone();
     let sink = ArchiveSink::new(archive_location.clone(), config.archive_config());
     let mut options = config.pipeline_options();
-    let parallel = args.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+    let parallel = args.parallel.or(configured.as_ref().and_then(|h| h.parallel));
+    let parallel = parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+    let live = args.then_checkpoint.as_deref().map(live_source).transpose()?;
     let terminal = std::io::stderr().is_terminal();
+    if !(args.progress_interval.is_finite() && args.progress_interval > 0.0) {
+        bail!("--progress-interval: expected a number of seconds above 0");
+    }
+    let every = std::time::Duration::from_secs_f64(args.progress_interval);
+    if !(args.save_interval.is_finite() && args.save_interval > 0.0) {
+        bail!("--save-interval: expected a number of seconds above 0");
+    }
+    let save_every = std::time::Duration::from_secs_f64(args.save_interval);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         let inputs = backfill::list(kind, input.store.as_ref(), &input.prefix, &selection).await?;
+        let listed = inputs.clone();
         let job = Job::open(kind, &input.display, archive_location.store.clone(), &archive_location.prefix).await?;
         let before = job.counts();
         let total = inputs.len();
@@ -110,7 +228,9 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             job.path(),
             before.done
         );
-        let source = BackfillSource::new(kind, input.store.clone(), inputs, job.clone()).with_parallel(parallel);
+        let source = BackfillSource::new(kind, input.store.clone(), inputs, job.clone())
+            .with_parallel(parallel)
+            .with_save_interval(save_every);
         let (stop_tx, stop_rx) = watch::channel(false);
         options.stop = stop_rx;
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -123,46 +243,30 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             run::signal().await;
             std::process::exit(130);
         });
-        let progress_job = job.clone();
-        let mut last = std::time::Instant::now() - JSON_EVERY;
-        let progress = move |p: &Progress| {
-            let c = progress_job.counts();
-            let rate = p.records_in as f64 / p.elapsed.as_secs_f64().max(0.001);
-            if terminal {
-                eprint!(
-                    "\r{}/{} files done, {} records in ({rate:.0}/s), {} rows archived, {:.0?}   ",
-                    c.done.saturating_sub(before.done),
-                    total,
-                    p.records_in,
-                    p.rows_archived,
-                    p.elapsed
-                );
-            } else if last.elapsed() >= JSON_EVERY {
-                last = std::time::Instant::now();
-                let line = serde_json::json!({
-                    "progress": "backfill", "files": total, "files_done": c.done.saturating_sub(before.done),
-                    "records_in": p.records_in, "rows_archived": p.rows_archived, "bytes_in": p.bytes_in,
-                    "records_per_second": rate.round(), "elapsed_seconds": p.elapsed.as_secs_f64(),
-                });
-                eprintln!("{line}");
-            }
-        };
-        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await?;
+        let reporter = Arc::new(std::sync::Mutex::new(Reporter::new(job.clone(), total, bytes, terminal, every)));
+        let updates = reporter.clone();
+        let progress = move |p: &Progress| updates.lock().expect("reporter poisoned").update(p);
+        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await;
+        reporter.lock().expect("reporter poisoned").finish();
+        let run = run?;
         // Everything the run reports committed is durable in every sink: the final save.
         job.save(&run.committed).await?;
-        anyhow::Ok((run, job, stopped))
+        anyhow::Ok((run, job, stopped, listed))
     });
-    if terminal {
-        eprintln!();
-    }
-    let (run, job, stopped) = result?;
+    let (run, job, stopped, listed) = result?;
     let code = run::finish(&run, &store::redact(&archive.url), args.out.summary.as_deref(), args.out.json)?;
+    // The hand-off, after the accounting: only a backfill that read everything hands off.
+    if let Some(live) = live.filter(|_| !stopped.load(std::sync::atomic::Ordering::SeqCst) && code == ExitCode::SUCCESS)
+    {
+        runtime.block_on(hand_off(&job, &listed, &live))?;
+    }
     let counts = job.counts();
     if stopped.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!(
-            "interrupted: progress saved in {} ({} file(s) done); run the same command again to resume",
+            "interrupted: progress saved in {} ({} file(s) done); to resume, run the same command again:\n  {}",
             job.path(),
-            counts.done
+            counts.done,
+            command_line()
         );
         return Ok(ExitCode::from(130));
     }

@@ -54,7 +54,10 @@ pub fn command(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             format!("kafka {} topics {}", k.bootstrap, k.topics.join(","))
         }
         (None, Some(f)) => format!("files {}", f.paths.join(",")),
-        (None, None) => unreachable!("resolve checks there is a source"),
+        (None, None) => match config.source.history()? {
+            Some(h) => format!("{} history at {}", h.kind.as_str(), h.location),
+            None => unreachable!("resolve checks there is a source"),
+        },
     };
     let catalog = Catalog::embedded();
     let sentinel = match (config.sentinel_target(&catalog)?, config.policy().any_sentinel()) {
@@ -105,13 +108,14 @@ pub fn resolve(
             None => config.archive = Some(ArchiveSection::with_url(url)),
         }
     }
-    if config.source.files.is_some() && config.source.kafka.is_some() && !input.is_empty() {
-        config.source.kafka = None; // --input replaces the configured source
+    if !input.is_empty() {
+        // --input replaces the configured source
+        (config.source.kafka, config.source.capture, config.source.storage) = (None, None, None);
     }
-    if config.source.files.is_none() && config.source.kafka.is_none() {
+    if config.source.named().is_empty() {
         bail!(
-            "no source configured: add a [source.files] section with `paths` or a [source.kafka] section, \
-                 or pass --input"
+            "no source configured: add a [source.files] section with `paths`, a [source.kafka], \
+             [source.capture] or [source.storage] section, or pass --input"
         );
     }
     if needs_archive && config.archive.is_none() {

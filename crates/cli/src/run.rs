@@ -86,6 +86,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // restart loop; a run over files fails, so its user hears of it.
     options.hold_when_refused = source.is_endless();
     eprintln!("reading {} into {archive_display}", source.describe());
+    let history_job = match &source {
+        Source::History(h) => Some(h.job()),
+        _ => None,
+    };
 
     let show_progress = std::io::stderr().is_terminal() && !args.out.json;
     let endless = source.is_endless();
@@ -131,7 +135,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::warn!("second signal: exiting without finishing (uncommitted data is read again)");
             std::process::exit(130);
         });
-        anyhow::Ok(defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await)
+        let run = defender_pipeline::run(catalog, move |io| source.run(io), sink, sentinel, options, progress).await;
+        // History: what the run reports committed is durable in every sink, the final save.
+        if let (Ok(run), Some(job)) = (&run, history_job.as_ref().and_then(|j| j.get())) {
+            job.save(&run.committed).await?;
+        }
+        anyhow::Ok(run)
     });
     if show_progress {
         eprintln!();

@@ -1,11 +1,16 @@
 //! The source a config names, for `run` and `estimate`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context;
 use defender_sinks::sentinel::{EVENT_HUBS_SCOPE, TokenSource};
+use defender_sinks::store;
 use defender_sources::{
     FileSource, KafkaAuth, KafkaConfig, KafkaSource, SourceError, SourceIo,
+    backfill::{self, BackfillSource, Job, Selection},
     kafka::{KafkaMetrics, TokenProvider},
     resolve_inputs,
 };
@@ -19,6 +24,42 @@ use crate::{config, report::human_bytes};
 pub enum Source {
     Files(FileSource),
     Kafka(KafkaSource),
+    History(HistorySource),
+}
+
+/// `[source.capture]` or `[source.storage]` (or `estimate --capture/--storage`): listed when
+/// the run starts, read as `backfill` reads them. In a run, the job's progress is kept with the
+/// archive (so a rerun resumes); in an estimate, in memory.
+#[derive(Debug)]
+pub struct HistorySource {
+    history: defender_config::history::History,
+    input: store::Location,
+    /// Where the job's progress is kept (`run`); none for an estimate.
+    archive: Option<store::Location>,
+    parallel: usize,
+    job: Arc<OnceLock<Job>>,
+}
+
+impl HistorySource {
+    /// The job, once the source has opened it: the caller saves its final progress from the
+    /// run's committed positions.
+    pub fn job(&self) -> Arc<OnceLock<Job>> {
+        self.job.clone()
+    }
+
+    async fn run(self, io: SourceIo) -> Result<(), SourceError> {
+        let h = &self.history;
+        let selection = Selection { from: h.from, to: h.to, tables: h.tables.clone() };
+        let inputs = backfill::list(h.kind, self.input.store.as_ref(), &self.input.prefix, &selection).await?;
+        let job = match &self.archive {
+            Some(a) => Job::open(h.kind, &self.input.display, a.store.clone(), &a.prefix).await?,
+            None => Job::ephemeral(h.kind, &self.input.display).await?,
+        };
+        let bytes: u64 = inputs.iter().map(|i| i.size).sum();
+        tracing::info!(kind = h.kind.as_str(), files = inputs.len(), bytes, progress = %job.path(), "history listed");
+        let _ = self.job.set(job.clone());
+        BackfillSource::new(h.kind, self.input.store.clone(), inputs, job).with_parallel(self.parallel).run(io).await
+    }
 }
 
 /// What the source is for: `run` joins the consumer group and commits; `estimate` reads every
@@ -32,6 +73,19 @@ pub enum Mode {
 impl Source {
     /// Builds the source of `config` (checked: a wrong librdkafka property fails here).
     pub fn new(config: &Config, mode: Mode) -> anyhow::Result<Self> {
+        if let Some(history) = config.source.history()? {
+            let at = format!("source.{}.location", history.kind.as_str());
+            if !history.location.contains("://") && !std::path::Path::new(&history.location).is_dir() {
+                anyhow::bail!("{at}: `{}` is not a directory", history.location);
+            }
+            let input = store::open(&history.location).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            let archive = match (mode, &config.archive) {
+                (Mode::Run, Some(a)) => Some(store::open(&a.url)?),
+                _ => None,
+            };
+            let parallel = history.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
+            return Ok(Self::History(HistorySource { history, input, archive, parallel, job: Arc::default() }));
+        }
         if let Some(files) = &config.source.files {
             // As many files at once as there are decode workers: file runs decode in parallel.
             let source = FileSource::new(resolve_inputs(&files.paths)?).with_parallel(config.pipeline.cpu_workers);
@@ -81,13 +135,14 @@ impl Source {
                 let c = k.config();
                 format!("kafka topics {:?} at {} (group {})", c.topics, c.bootstrap, c.group_id)
             }
+            Self::History(h) => format!("{} history at {}", h.history.kind.as_str(), h.input.display),
         }
     }
 
     pub fn kafka_metrics(&self) -> Option<KafkaMetrics> {
         match self {
             Self::Kafka(k) => Some(k.metrics()),
-            Self::Files(_) => None,
+            Self::Files(_) | Self::History(_) => None,
         }
     }
 
@@ -100,6 +155,7 @@ impl Source {
         match self {
             Self::Files(f) => f.run(io).await,
             Self::Kafka(k) => k.run(io).await,
+            Self::History(h) => h.run(io).await,
         }
     }
 }

@@ -161,6 +161,30 @@ pub struct TableEntry {
 pub struct SourceConfig {
     pub files: Option<FilesSource>,
     pub kafka: Option<KafkaSection>,
+    pub capture: Option<crate::history::CaptureSection>,
+    pub storage: Option<crate::history::StorageSection>,
+}
+
+impl SourceConfig {
+    /// The sections set, by name (a run reads exactly one).
+    pub fn named(&self) -> Vec<&'static str> {
+        let set = [
+            ("source.files", self.files.is_some()),
+            ("source.kafka", self.kafka.is_some()),
+            ("source.capture", self.capture.is_some()),
+            ("source.storage", self.storage.is_some()),
+        ];
+        set.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
+    }
+
+    /// `[source.capture]` or `[source.storage]`, checked (None: neither is set).
+    pub fn history(&self) -> Result<Option<crate::history::History>, crate::ConfigError> {
+        match (&self.capture, &self.storage) {
+            (Some(c), _) => c.check().map(Some),
+            (None, Some(s)) => s.check().map(Some),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// Event Hubs through its Kafka endpoint (or any Kafka broker), as a consumer group member.

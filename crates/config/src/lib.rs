@@ -70,6 +70,7 @@
 
 pub mod defaults;
 mod file;
+pub mod history;
 mod sentinel;
 mod validate;
 

@@ -316,3 +316,29 @@ fn cpu_workers_and_sentinel_in_flight_reach_the_pipeline_and_must_be_at_least_on
     let err = Config::parse("[pipeline]\nsentinel_in_flight = 0\n").unwrap_err().to_string();
     assert_eq!(err, "`pipeline.sentinel_in_flight` must be at least 1");
 }
+
+#[test]
+fn history_sections_are_one_source_with_their_window_checked_by_key() {
+    use defender_sources::backfill::Kind;
+    let c =
+        Config::parse("[source.storage]\nlocation = \"az://x\"\nfrom = \"2024-05-01\"\ntables = [\"DeviceInfo\"]\n")
+            .unwrap();
+    let h = c.source.history().unwrap().unwrap();
+    assert_eq!((h.kind, h.location.as_str(), h.tables.clone()), (Kind::Storage, "az://x", vec!["DeviceInfo".into()]));
+    assert_eq!(h.from.unwrap().to_rfc3339(), "2024-05-01T00:00:00+00:00");
+    let c = Config::parse("[source.capture]\nlocation = \"/data\"\nto = \"2024-05-01T10:00:00Z\"\n").unwrap();
+    assert_eq!(c.source.history().unwrap().unwrap().kind, Kind::Capture);
+
+    let err = Config::parse("[source.capture]\nlocation = \"/d\"\nfrom = \"yesterday\"\n").unwrap_err().to_string();
+    assert!(err.starts_with("`source.capture.from`: expected a UTC time"), "{err}");
+    let err = Config::parse("[source.storage]\nlocation = \"/d\"\nfrom = \"2024-05-02\"\nto = \"2024-05-01\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`source.storage.from` is not before `source.storage.to`"), "{err}");
+    let err = Config::parse("[source.capture]\nlocation = \"/d\"\ntables = [\"X\"]\n").unwrap_err().to_string();
+    assert!(err.contains("tables"), "tables is storage's: {err}");
+    let err = Config::parse("[source.capture]\nlocation = \"/d\"\n[source.files]\npaths = [\"x\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "[source.files] and [source.capture] are both set: a run reads exactly one source");
+}

@@ -94,9 +94,10 @@ impl ConfigFile {
         {
             invalid!("`source.files.paths` is empty: expected at least one file or glob");
         }
-        if self.source.files.is_some() && self.source.kafka.is_some() {
-            invalid!("[source.files] and [source.kafka] are both set: a run reads one source");
+        if let [a, b, ..] = self.source.named()[..] {
+            invalid!("[{a}] and [{b}] are both set: a run reads exactly one source");
         }
+        self.source.history()?;
         if let Some(k) = &self.source.kafka {
             k.check()?;
         }

@@ -17,7 +17,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -35,8 +38,10 @@ use crate::{
 
 /// Bytes per chunk sent down the pipeline (and per range read of a blob).
 const CHUNK_BYTES: usize = 1 << 20;
-/// How often progress is saved while reading.
+/// How often progress is saved while reading, by default.
 const SAVE_EVERY: Duration = Duration::from_secs(5);
+/// After the last file is read, how long progress is still saved while nothing becomes durable.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Which history a location holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +163,12 @@ struct JobInner {
     kind: Kind,
     location: String,
     state: Mutex<JobState>,
+    /// Files of this run's inputs read to their end (or done before), and their bytes read.
+    files_read: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_skipped: AtomicU64,
+    /// False for an estimate's job: nothing is saved that a rerun reads.
+    persistent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -168,10 +179,12 @@ struct JobState {
     running: BTreeMap<u32, Running>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct FileProgress {
     offset: Option<i64>,
     done: bool,
+    /// Capture: the file's last event (SequenceNumber, Offset), kept once the file is done.
+    last_event: Option<(i64, String)>,
 }
 
 #[derive(Debug)]
@@ -179,6 +192,7 @@ struct Running {
     name: String,
     last_sent: Option<i64>,
     finished: bool,
+    last_event: Option<(i64, String)>,
 }
 
 /// Counts for the operator.
@@ -186,6 +200,17 @@ struct Running {
 pub struct JobCounts {
     pub files: usize,
     pub done: usize,
+}
+
+/// How far this run's readers are through their inputs, for a progress bar: files read to
+/// their end and bytes read (files done by an earlier run, and the part of a blob before its
+/// saved offset, count as read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadProgress {
+    pub files: u64,
+    pub bytes: u64,
+    /// Of `bytes`, those counted as read without reading them (done before).
+    pub skipped: u64,
 }
 
 impl Job {
@@ -208,15 +233,55 @@ impl Job {
                 let doc: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| SourceError::Progress { path: path.to_string(), reason: e.to_string() })?;
                 for (name, f) in doc["files"].as_object().into_iter().flatten() {
-                    let p = FileProgress { offset: f["offset"].as_i64(), done: f["done"].as_bool().unwrap_or(false) };
-                    files.insert(name.clone(), p);
+                    let last_event = f["last_event"]["sequence_number"]
+                        .as_i64()
+                        .map(|n| (n, f["last_event"]["offset"].as_str().unwrap_or_default().to_string()));
+                    let (offset, done) = (f["offset"].as_i64(), f["done"].as_bool().unwrap_or(false));
+                    files.insert(name.clone(), FileProgress { offset, done, last_event });
                 }
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(err(e)),
         }
         let state = Mutex::new(JobState { files, running: BTreeMap::new() });
-        Ok(Self(Arc::new(JobInner { store: archive, path, kind, location: location.to_string(), state })))
+        Ok(Self(Arc::new(JobInner {
+            store: archive,
+            path,
+            kind,
+            location: location.to_string(),
+            state,
+            files_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_skipped: AtomicU64::new(0),
+            persistent: true,
+        })))
+    }
+
+    /// A job whose progress is kept in memory only (`estimate`: nothing is saved).
+    pub async fn ephemeral(kind: Kind, location: &str) -> Result<Self, SourceError> {
+        let job = Self::open(kind, location, Arc::new(object_store::memory::InMemory::new()), &Path::default()).await?;
+        let mut inner = Arc::try_unwrap(job.0).expect("a new job has one owner");
+        inner.persistent = false;
+        Ok(Self(Arc::new(inner)))
+    }
+
+    /// Files and bytes read so far by this run.
+    pub fn read_progress(&self) -> ReadProgress {
+        ReadProgress {
+            files: self.0.files_read.load(Ordering::Relaxed),
+            bytes: self.0.bytes_read.load(Ordering::Relaxed),
+            skipped: self.0.bytes_skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn read(&self, files: u64, bytes: u64) {
+        self.0.files_read.fetch_add(files, Ordering::Relaxed);
+        self.0.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn skipped(&self, files: u64, bytes: u64) {
+        self.read(files, bytes);
+        self.0.bytes_skipped.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
@@ -234,8 +299,14 @@ impl Job {
         JobCounts { files: s.files.len(), done: s.files.values().filter(|f| f.done).count() }
     }
 
+    /// Whether everything this run sent is durable by `durable`.
+    fn all_durable(&self, durable: &BTreeMap<u32, i64>) -> bool {
+        let s = self.state();
+        s.running.iter().all(|(p, r)| r.last_sent.is_none_or(|l| durable.get(p).is_some_and(|d| *d >= l)))
+    }
+
     fn progress(&self, name: &str) -> FileProgress {
-        self.state().files.get(name).copied().unwrap_or_default()
+        self.state().files.get(name).cloned().unwrap_or_default()
     }
 
     /// Saves the progress given the durable offsets of this run's partitions; returns the
@@ -248,7 +319,7 @@ impl Job {
                 .running
                 .iter()
                 .map(|(p, r)| {
-                    let before = s.files.get(&r.name).copied().unwrap_or_default();
+                    let before = s.files.get(&r.name).cloned().unwrap_or_default();
                     let offset = match (before.offset, durable.get(p).copied()) {
                         (Some(a), Some(b)) => Some(a.max(b)),
                         (a, b) => a.or(b),
@@ -258,12 +329,22 @@ impl Job {
                     }
                     let all_durable = r.last_sent.is_none_or(|l| offset.is_some_and(|o| o >= l));
                     let done = before.done || (self.0.kind == Kind::Capture && r.finished && all_durable);
-                    (r.name.clone(), FileProgress { offset, done })
+                    let last_event = if done { before.last_event.or_else(|| r.last_event.clone()) } else { None };
+                    (r.name.clone(), FileProgress { offset, done, last_event })
                 })
                 .collect();
             s.files.extend(updates);
-            let files: serde_json::Map<String, serde_json::Value> =
-                s.files.iter().map(|(name, f)| (name.clone(), json!({"offset": f.offset, "done": f.done}))).collect();
+            let files: serde_json::Map<String, serde_json::Value> = s
+                .files
+                .iter()
+                .map(|(name, f)| {
+                    let mut v = json!({"offset": f.offset, "done": f.done});
+                    if let Some((n, o)) = &f.last_event {
+                        v["last_event"] = json!({"sequence_number": n, "offset": o});
+                    }
+                    (name.clone(), v)
+                })
+                .collect();
             let doc = json!({"version": 1, "kind": self.0.kind.as_str(), "location": self.0.location, "files": files});
             (doc, saved)
         };
@@ -285,11 +366,18 @@ pub struct BackfillSource {
     inputs: Arc<Vec<Input>>,
     job: Job,
     parallel: usize,
+    save_every: Duration,
 }
 
 impl BackfillSource {
     pub fn new(kind: Kind, store: Arc<dyn ObjectStore>, inputs: Vec<Input>, job: Job) -> Self {
-        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1 }
+        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1, save_every: SAVE_EVERY }
+    }
+
+    /// Saves progress this often while reading (default 5 s).
+    pub fn with_save_interval(mut self, every: Duration) -> Self {
+        self.save_every = every.max(Duration::from_millis(10));
+        self
     }
 
     /// Reads up to `n` files at once (default 1).
@@ -335,7 +423,7 @@ impl BackfillSource {
             });
         }
         drop(events);
-        let mut timer = tokio::time::interval(SAVE_EVERY);
+        let mut timer = tokio::time::interval(self.save_every);
         timer.tick().await;
         loop {
             tokio::select! {
@@ -359,6 +447,24 @@ impl BackfillSource {
             }
         }
         beat.waiting();
+        // Everything is read; the pipeline still holds up to its budget of it. Go on saving
+        // as it becomes durable, so a crash now loses nothing read (bounded: a pipeline that
+        // stops moving for DRAIN_PATIENCE leaves the rest to the command's final save).
+        let (mut seen, mut moved) = (positions.durable_all(), std::time::Instant::now());
+        while self.job.0.persistent
+            && !*stop.borrow()
+            && !self.job.all_durable(&seen)
+            && moved.elapsed() < DRAIN_PATIENCE
+        {
+            timer.tick().await;
+            let now = positions.durable_all();
+            if now != seen {
+                (seen, moved) = (now, std::time::Instant::now());
+                for (p, o) in self.job.save(&seen).await? {
+                    positions.set_committed(p, o);
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -378,13 +484,14 @@ impl Reader {
     async fn input(&self, partition: u32, input: &Input) -> Result<bool, SourceError> {
         let progress = self.job.progress(&input.name);
         if progress.done {
+            self.job.skipped(1, input.size);
             return Ok(true);
         }
         let source: Arc<str> = input.name.clone();
-        self.job
-            .state()
-            .running
-            .insert(partition, Running { name: input.name.to_string(), last_sent: None, finished: false });
+        self.job.state().running.insert(
+            partition,
+            Running { name: input.name.to_string(), last_sent: None, finished: false, last_event: None },
+        );
         let committed = progress.offset;
         let assigned = SourceEvent::Assigned { source: source.clone(), partition, committed };
         if self.tx.send(assigned).await.is_err() {
@@ -397,6 +504,7 @@ impl Reader {
         if !go_on {
             return Ok(false);
         }
+        self.job.read(1, 0);
         if let Some(r) = self.job.state().running.get_mut(&partition) {
             r.finished = true;
         }
@@ -418,6 +526,7 @@ impl Reader {
         let data =
             self.store.get(&input.path).await.map_err(Self::err(input))?.bytes().await.map_err(Self::err(input))?;
         let mut reader = CaptureReader::new(data);
+        let mut counted = 0;
         loop {
             self.beat.working();
             let (back, items) = tokio::task::spawn_blocking(move || {
@@ -427,13 +536,21 @@ impl Reader {
             .await
             .expect("reading a capture file does not panic");
             reader = back;
+            self.job.read(0, (reader.position() - counted) as u64);
+            counted = reader.position();
             if items.is_empty() {
                 return Ok(true);
             }
             let mut messages = Vec::new();
             for item in items.into_iter().filter(|i| committed.is_none_or(|c| i.offset() > c)) {
                 match item {
-                    Item::Message { offset, body, .. } => messages.push((offset, body)),
+                    Item::Message { offset, body, sequence_number, event_offset } => {
+                        if let Some(n) = sequence_number {
+                            let o = event_offset.map(|o| String::from_utf8_lossy(&o).into_owned()).unwrap_or_default();
+                            self.last_event(partition, n, o);
+                        }
+                        messages.push((offset, body));
+                    }
                     Item::Unreadable { offset, detail, raw } => {
                         if !self.send(partition, source, std::mem::take(&mut messages)).await? {
                             return Ok(false);
@@ -464,6 +581,7 @@ impl Reader {
         let start = committed.map_or(0, |c| c.max(0) as u64);
         let mut splitter = LineSplitter::new(start);
         let mut at = start;
+        self.job.skipped(0, start.min(input.size));
         while at < input.size {
             self.beat.working();
             let end = (at + CHUNK_BYTES as u64).min(input.size);
@@ -474,6 +592,7 @@ impl Reader {
                 break;
             }
             at += data.len() as u64;
+            self.job.read(0, data.len() as u64);
             tracing::debug!(blob = %source, at, bytes = data.len(), "read");
             let lines: Vec<_> =
                 splitter.push(&data).into_iter().filter(|(o, _)| committed.is_none_or(|c| *o > c)).collect();
@@ -485,6 +604,12 @@ impl Reader {
             tracing::debug!(blob = %source, bytes = splitter.pending(), "last line has no terminator yet: left for a later run");
         }
         Ok(true)
+    }
+
+    fn last_event(&self, partition: u32, sequence_number: i64, offset: String) {
+        if let Some(r) = self.job.state().running.get_mut(&partition) {
+            r.last_event = Some((sequence_number, offset));
+        }
     }
 
     fn sent(&self, partition: u32, offset: i64) {
@@ -509,5 +634,6 @@ impl Reader {
     }
 }
 
+pub mod handoff;
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,9 @@
 //! sync marker), then blocks of (record count, byte size, records, sync marker). The writer
 //! schema is read from the header and drives the decoding, so field order and extra fields do
 //! not matter; the record must have a `Body` field (`bytes`, or a union of `null` and `bytes`),
-//! and `SequenceNumber` (`long`) is read when present. Codecs: `null` and `deflate` (raw deflate,
-//! RFC 1951); any other codec (`snappy` included, for now) makes the file one unreadable item.
+//! and `SequenceNumber` (`long`) is read when present. Codecs: `null`, `deflate` (raw deflate,
+//! RFC 1951) and `snappy` (raw snappy, then the 4-byte big-endian CRC-32 of the uncompressed
+//! block, which is checked); any other codec makes the file one unreadable item.
 //!
 //! Offsets are item ordinals in the file, from 1: each record, and each unreadable stretch,
 //! takes the next one, so they are the same on every run over the same file (archive file names
@@ -15,7 +16,8 @@
 //! Bad data is data ([`Item::Unreadable`], which the pipeline turns into a dead letter with
 //! the file, the ordinal and a detail naming the byte position): a header that is not Avro, a
 //! block whose sync marker is wrong (the reader then looks for the next sync marker and goes
-//! on from there), a block that does not decompress or decode (the next block is read), a
+//! on from there), a block that does not decompress, fails its snappy CRC or does not decode
+//! (the next block is read), a
 //! truncated last block, a record without a Body. A file with a header and no block (Capture
 //! writes those for idle windows by default) has no items.
 //!
@@ -32,8 +34,9 @@ const MAX_RAW: usize = 1 << 20;
 /// What a Capture file yields, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// A record's Body (a Streaming-API message) at `offset`.
-    Message { offset: i64, body: Bytes, sequence_number: Option<i64> },
+    /// A record's Body (a Streaming-API message) at `offset`, with the event's Event Hubs
+    /// `SequenceNumber` and `Offset` when the record has them.
+    Message { offset: i64, body: Bytes, sequence_number: Option<i64>, event_offset: Option<Bytes> },
     /// Bytes that could not be read as records.
     Unreadable { offset: i64, detail: String, raw: Bytes },
 }
@@ -222,15 +225,17 @@ impl<'a> Cursor<'a> {
 struct Record<'a> {
     body: Option<&'a [u8]>,
     sequence_number: Option<i64>,
+    event_offset: Option<&'a [u8]>,
 }
 
 /// Reads one record of the top-level schema, keeping Body and SequenceNumber.
 fn record<'a>(c: &mut Cursor<'a>, fields: &[(String, Schema)]) -> Result<Record<'a>, String> {
-    let mut r = Record { body: None, sequence_number: None };
+    let mut r = Record { body: None, sequence_number: None, event_offset: None };
     for (name, schema) in fields {
         match (name.as_str(), schema) {
             ("Body", _) => r.body = body(c, schema)?,
             ("SequenceNumber", Schema::Long | Schema::Int) => r.sequence_number = Some(c.long()?),
+            ("Offset", Schema::String) => r.event_offset = Some(c.bytes()?),
             _ => c.skip(schema)?,
         }
     }
@@ -253,6 +258,21 @@ fn body<'a>(c: &mut Cursor<'a>, schema: &Schema) -> Result<Option<&'a [u8]>, Str
 enum Codec {
     Null,
     Deflate,
+    Snappy,
+}
+
+/// An Avro snappy block: raw snappy data, then the big-endian CRC-32 (IEEE) of the data it
+/// decompresses to.
+fn unsnappy(block: &[u8]) -> Result<Vec<u8>, String> {
+    let split = block.len().checked_sub(4).ok_or("shorter than its 4-byte CRC")?;
+    let (data, crc) = block.split_at(split);
+    let plain = snap::raw::Decoder::new().decompress_vec(data).map_err(|e| e.to_string())?;
+    let expected = u32::from_be_bytes(crc.try_into().expect("4 bytes"));
+    let actual = crc32fast::hash(&plain);
+    if actual != expected {
+        return Err(format!("CRC-32 {actual:08x} of the uncompressed data, the block says {expected:08x}"));
+    }
+    Ok(plain)
 }
 
 /// Reads one Capture file held in memory, a chunk of items at a time.
@@ -307,6 +327,7 @@ impl CaptureReader {
         self.codec = match meta.get("avro.codec").map(|v| v.as_slice()) {
             None | Some(b"null") => Codec::Null,
             Some(b"deflate") => Codec::Deflate,
+            Some(b"snappy") => Codec::Snappy,
             Some(other) => return Err(format!("codec `{}` is not supported", String::from_utf8_lossy(other))),
         };
         let schema = meta.get("avro.schema").ok_or("no `avro.schema` in the header")?;
@@ -317,6 +338,11 @@ impl CaptureReader {
             _ => return Err("the schema is not a record with a `Body` field (not Event Hubs Capture)".into()),
         }
         Ok(())
+    }
+
+    /// Bytes of the file read so far (the whole file once it is done).
+    pub fn position(&self) -> usize {
+        if self.done { self.data.len() } else { self.pos.min(self.data.len()) }
     }
 
     fn next_ordinal(&mut self) -> i64 {
@@ -433,19 +459,27 @@ impl CaptureReader {
                     }
                 }
             }
+            Codec::Snappy => match unsnappy(&block) {
+                Ok(plain) => Bytes::from(plain),
+                Err(e) => {
+                    let detail = format!("block at byte {start} does not decompress (snappy): {e}");
+                    out.push(self.unreadable(detail, start, sync_at));
+                    return 0;
+                }
+            },
         };
         let mut rc = Cursor { data: &block, pos: 0 };
         let mut bytes = 0;
         for i in 0..count {
             let at = rc.pos;
             match record(&mut rc, &self.fields) {
-                Ok(Record { body: Some(b), sequence_number }) => {
-                    let offset = b.as_ptr() as usize - block.as_ptr() as usize;
+                Ok(Record { body: Some(b), sequence_number, event_offset }) => {
                     bytes += b.len();
-                    let body = block.slice(offset..offset + b.len());
-                    out.push(Item::Message { offset: self.next_ordinal(), body, sequence_number });
+                    let body = block.slice_ref(b);
+                    let event_offset = event_offset.map(|o| block.slice_ref(o));
+                    out.push(Item::Message { offset: self.next_ordinal(), body, sequence_number, event_offset });
                 }
-                Ok(Record { body: None, sequence_number }) => {
+                Ok(Record { body: None, sequence_number, .. }) => {
                     let detail = format!(
                         "record {i} of the block at byte {start} has no Body (SequenceNumber {sequence_number:?})"
                     );

@@ -65,12 +65,18 @@ fn file(codec: &str, blocks: &[Vec<Vec<u8>>]) -> Vec<u8> {
     f.extend_from_slice(&SYNC);
     for records in blocks {
         let plain: Vec<u8> = records.concat();
-        let data = if codec == "deflate" {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-            e.write_all(&plain).unwrap();
-            e.finish().unwrap()
-        } else {
-            plain
+        let data = match codec {
+            "deflate" => {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&plain).unwrap();
+                e.finish().unwrap()
+            }
+            "snappy" => {
+                let mut d = snap::raw::Encoder::new().compress_vec(&plain).unwrap();
+                d.extend_from_slice(&crc32fast::hash(&plain).to_be_bytes());
+                d
+            }
+            _ => plain,
         };
         long(&mut f, records.len() as i64);
         bytes(&mut f, &data);
@@ -106,12 +112,15 @@ fn body(n: i64) -> Vec<u8> {
 }
 
 #[test]
-fn reads_bodies_in_order_with_ordinals_for_both_codecs() {
-    for codec in ["null", "deflate"] {
+fn reads_bodies_in_order_with_ordinals_for_every_codec() {
+    for codec in ["null", "deflate", "snappy"] {
         let blocks = vec![vec![event(10, Some(&body(1))), event(11, Some(&body(2)))], vec![event(12, Some(&body(3)))]];
         let items = read_all(file(codec, &blocks));
         assert_eq!(messages(&items), vec![(1, body(1)), (2, body(2)), (3, body(3))], "{codec}");
-        assert!(matches!(items[2], Item::Message { sequence_number: Some(12), .. }));
+        assert!(
+            matches!(&items[2], Item::Message { sequence_number: Some(12), event_offset: Some(o), .. } if o == "12"),
+            "{items:?}"
+        );
     }
 }
 
@@ -127,8 +136,8 @@ fn a_file_that_is_not_avro_is_one_unreadable_item() {
         matches!(&items[..], [Item::Unreadable { offset: 1, detail, .. }] if detail.contains("magic")),
         "{items:?}"
     );
-    let items = read_all(file("snappy", &[vec![event(1, Some(&body(1)))]]));
-    assert!(matches!(&items[..], [Item::Unreadable { detail, .. }] if detail.contains("snappy")), "{items:?}");
+    let items = read_all(file("zstandard", &[vec![event(1, Some(&body(1)))]]));
+    assert!(matches!(&items[..], [Item::Unreadable { detail, .. }] if detail.contains("zstandard")), "{items:?}");
 }
 
 #[test]
@@ -174,5 +183,16 @@ fn a_record_without_body_and_a_block_that_does_not_inflate_are_unreadable() {
     }
     let items = read_all(f);
     assert!(matches!(&items[0], Item::Unreadable { offset: 1, .. }), "{items:?}");
+    assert_eq!(messages(&items), vec![(2, body(2))]);
+}
+
+#[test]
+fn a_snappy_block_whose_crc_does_not_match_is_unreadable_and_the_next_block_is_read() {
+    let mut f = file("snappy", &[vec![event(1, Some(&body(1)))], vec![event(2, Some(&body(2)))]]);
+    // The first block's CRC: the 4 bytes before the second sync marker.
+    let second_sync = f.windows(16).enumerate().filter(|(_, w)| *w == SYNC).nth(1).unwrap().0;
+    f[second_sync - 1] ^= 0x01;
+    let items = read_all(f);
+    assert!(matches!(&items[0], Item::Unreadable { offset: 1, detail, .. } if detail.contains("CRC-32")), "{items:?}");
     assert_eq!(messages(&items), vec![(2, body(2))]);
 }
