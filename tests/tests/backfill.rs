@@ -297,12 +297,14 @@ fn kill_9_then_the_same_command_archives_every_record_once_and_rereads_only_what
     let mut running = Running::start(&all);
     // Kill once some progress is saved and well before the end.
     let progress_dir = archive.join("_backfill");
+    // (Every entry is looked at: the store writes a staging file next to the progress file.)
     let saved = |_: &str| {
-        let Ok(mut files) = std::fs::read_dir(&progress_dir) else { return false };
-        let Some(Ok(f)) = files.next() else { return false };
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap_or_default()).unwrap_or_default();
-        doc["files"].as_object().is_some_and(|f| f.values().any(|v| v["offset"].is_i64()))
+        let Ok(files) = std::fs::read_dir(&progress_dir) else { return false };
+        files.flatten().filter(|f| f.path().extension().is_some_and(|e| e == "json")).any(|f| {
+            let doc: Value =
+                serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap_or_default()).unwrap_or_default();
+            doc["files"].as_object().is_some_and(|f| f.values().any(|v| v["offset"].is_i64()))
+        })
     };
     running.wait_for(saved);
     running.child.kill().unwrap();
@@ -310,7 +312,12 @@ fn kill_9_then_the_same_command_archives_every_record_once_and_rereads_only_what
     assert_eq!(status.code(), None, "killed by SIGKILL\n{stderr}");
 
     // What the rerun must read: every line after its blob's saved offset.
-    let progress = std::fs::read_dir(&progress_dir).unwrap().next().unwrap().unwrap().path();
+    let progress = std::fs::read_dir(&progress_dir)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("the progress file");
     let progress: Value = serde_json::from_str(&std::fs::read_to_string(progress).unwrap()).unwrap();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for (name, lines) in &blobs {
