@@ -31,13 +31,21 @@ pub enum ConfigCommand {
 pub fn command(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check { config: path } = cmd;
     let config = resolve(Some(&path), &[], None, true)?;
-    let source = match (&config.source.kafka, &config.source.files) {
-        (Some(k), _) => {
+    let source = match (&config.source.kafka, &config.source.eventhubs, &config.source.files) {
+        (Some(k), _, _) => {
             k.start_position().context("source.kafka.start")?;
             format!("kafka {} topics {}", k.bootstrap, k.topics.join(","))
         }
-        (None, Some(f)) => format!("files {}", f.paths.join(",")),
-        (None, None) => unreachable!("resolve checks there is a source"),
+        (None, Some(e), _) => {
+            // The container URL (no SAS in it) and the consumer group: where the checkpoints go.
+            let container = e.checkpoint_container_url()?;
+            format!(
+                "eventhubs {}/{} consumer group {} checkpoints {container}",
+                e.namespace, e.event_hub, e.consumer_group
+            )
+        }
+        (None, None, Some(f)) => format!("files {}", f.paths.join(",")),
+        (None, None, None) => unreachable!("resolve checks there is a source"),
     };
     let catalog = Catalog::embedded();
     let sentinel = match (config.sentinel_target(&catalog)?, config.policy().any_sentinel()) {
@@ -88,13 +96,15 @@ pub fn resolve(
             None => config.archive = Some(ArchiveSection::with_url(url)),
         }
     }
-    if config.source.files.is_some() && config.source.kafka.is_some() && !input.is_empty() {
-        config.source.kafka = None; // --input replaces the configured source
+    if config.source.files.is_some() && !input.is_empty() {
+        // --input replaces the configured source
+        config.source.kafka = None;
+        config.source.eventhubs = None;
     }
-    if config.source.files.is_none() && config.source.kafka.is_none() {
+    if config.source.files.is_none() && config.source.kafka.is_none() && config.source.eventhubs.is_none() {
         bail!(
-            "no source configured: add a [source.files] section with `paths` or a [source.kafka] section, \
-                 or pass --input"
+            "no source configured: add a [source.files] section with `paths`, a [source.kafka] or a \
+                 [source.eventhubs] section, or pass --input"
         );
     }
     if needs_archive && config.archive.is_none() {
