@@ -63,7 +63,7 @@ def blobs(endpoint: str, name: str) -> dict:
     from azure.storage.blob import BlobServiceClient
 
     c = BlobServiceClient.from_connection_string(azurite_connection_string(endpoint)).get_container_client(name)
-    return {b.name: dict(b.metadata or {}) for b in c.list_blobs(include=["metadata"])}
+    return {b.name: {k: v or "" for k, v in (b.metadata or {}).items()} for b in c.list_blobs(include=["metadata"])}
 
 
 def keda_lag(endpoint: str, name: str, namespace: str, hub: str, group: str, partition: str, last: int) -> int:
@@ -80,7 +80,12 @@ def keda_lag(endpoint: str, name: str, namespace: str, hub: str, group: str, par
 
 
 def consume(conn: str, endpoint: str, name: str, namespace: str, group: str, idle: float, out: str) -> None:
+    import logging
+
     from azure.eventhub import EventHubConsumerClient
+
+    logging.basicConfig(stream=sys.stdout, level=logging.WARNING)
+    logging.getLogger("azure.eventhub._eventprocessor").setLevel(logging.DEBUG)
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
     class Fqdn(BlobCheckpointStore):
@@ -100,7 +105,9 @@ def consume(conn: str, endpoint: str, name: str, namespace: str, group: str, idl
             return super().list_checkpoints(namespace, *args, **kwargs)
 
     store = Fqdn.from_connection_string(azurite_connection_string(endpoint), name)
-    client = EventHubConsumerClient.from_connection_string(conn, consumer_group=group, checkpoint_store=store)
+    client = EventHubConsumerClient.from_connection_string(
+        conn, consumer_group=group, checkpoint_store=store, load_balancing_interval=1
+    )
     got: list = []
     last = [time.monotonic()]
 
@@ -111,14 +118,21 @@ def consume(conn: str, endpoint: str, name: str, namespace: str, group: str, idl
         last[0] = time.monotonic()
         ctx.update_checkpoint(event)
 
+    def on_error(ctx, error):
+        print(f"partition {getattr(ctx, 'partition_id', None)}: {error!r}")
+
     t = threading.Thread(
-        target=lambda: client.receive(on_event=on_event, starting_position="-1", max_wait_time=0.5), daemon=True
+        target=lambda: client.receive(
+            on_event=on_event, on_error=on_error, starting_position="-1", max_wait_time=0.5
+        ),
+        daemon=True,
     )
     t.start()
     while time.monotonic() - last[0] < idle:
         time.sleep(0.2)
     client.close()
     t.join(10)
+    print(json.dumps({"ownership": list(store.list_ownership(namespace, client.eventhub_name, group))}, default=str))
     with open(out, "w") as f:
         json.dump(got, f)
 

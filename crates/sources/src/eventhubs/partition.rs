@@ -75,7 +75,17 @@ impl Reader {
             tracing::warn!(partition = %self.source, "the checkpoint has an offset but no sequence number");
         }
         let end = self.read(client.stream_events(), committed).await;
-        let result = self.hand_back(&end).await;
+        let mut result = self.hand_back(&end).await;
+        // The SDK recovers links, not a connection the endpoint dropped (0.15: every later
+        // receiver fails with "Connection dropped"), and its processor would reopen the
+        // partition on that connection forever: fail the source, so that the process restarts
+        // from the checkpoints just written with a new connection.
+        if let End::Lost(why) = &end
+            && why.to_ascii_lowercase().contains("connection dropped")
+            && result.is_ok()
+        {
+            result = Err(EventHubsError::Client(format!("the AMQP connection is gone ({why}): restarting")));
+        }
         match Arc::try_unwrap(client) {
             Ok(c) => {
                 if let Err(e) = c.close().await {
