@@ -84,8 +84,7 @@ def consume(conn: str, endpoint: str, name: str, namespace: str, group: str, idl
 
     from azure.eventhub import EventHubConsumerClient
 
-    logging.basicConfig(stream=sys.stdout, level=logging.WARNING)
-    logging.getLogger("azure.eventhub._eventprocessor").setLevel(logging.DEBUG)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO)  # the retries say why nothing comes
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
     class Fqdn(BlobCheckpointStore):
