@@ -489,3 +489,60 @@ fn an_endpoint_restart_mid_stream_loses_nothing() {
     s.assert_delivered_once(80);
     s.runtime.block_on(s.server.stop());
 }
+
+#[test]
+fn estimate_reads_every_partition_and_writes_no_checkpoint_or_claim() {
+    let s = setup();
+    s.produce(0, 40);
+    let cs = s.hubs.connection_string();
+    let envs = [(SECRET_ENV, SECRET), (CS_ENV, cs.as_str()), (SAS_ENV, s.sas.as_str())];
+    let started = Instant::now();
+    let out = defender_tests::run_cli(
+        &["estimate", "--config", s.config.to_str().unwrap(), "--max-records", "400", "--duration", "60", "--json"],
+        &envs,
+    );
+    assert!(started.elapsed() < Duration::from_secs(55), "--max-records ended the estimate before --duration");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("estimate JSON");
+    assert!(report.to_string().contains("DeviceInfo"), "{report}");
+    assert_eq!(s.blobs(), BTreeMap::new(), "estimate wrote no checkpoint and claimed no partition");
+    s.runtime.block_on(s.server.stop());
+}
+
+/// Runs the daemon until it exits (bounded): its exit status and everything it logged.
+fn run_to_exit(s: &Setup, name: &str, envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut daemon = Daemon::start(&s.config, s.dir.path(), name, envs);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = daemon.try_wait() {
+            return (status, daemon.log_text());
+        }
+        assert!(Instant::now() < deadline, "{name}: still running with a refused credential:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A refused key or SAS fails the run with a message naming what failed, and neither the key nor
+/// the SAS's signature appears in what the daemon logs.
+#[test]
+fn refused_credentials_fail_the_run_without_showing_the_key_or_the_sas() {
+    let s = setup();
+    let key = "LEAKCANARYehKey0123456789abcdefABCDEF+/=";
+    let wrong_key = s.hubs.connection_string().replace(s.hubs.key(), key);
+    let sig = "LEAKCANARYsasSig0123456789abcdefABCDEF%2B%2F%3D";
+    let wrong_sas = s.sas.split("&sig=").next().unwrap().to_string() + "&sig=" + sig;
+    let cs = s.hubs.connection_string();
+    let cases = [
+        ("wrong-key", wrong_key.as_str(), s.sas.as_str(), "InvalidSignature"),
+        ("wrong-sas", cs.as_str(), wrong_sas.as_str(), "AuthorizationFailure"),
+    ];
+    for (name, cs, sas, refusal) in cases {
+        let envs = [(SECRET_ENV, SECRET), (CS_ENV, cs), (SAS_ENV, sas), ("POD_NAME", "replica-a")];
+        let (status, log) = run_to_exit(&s, name, &envs);
+        assert!(!status.success(), "{name}: a refused credential fails the run:\n{log}");
+        assert!(log.contains(refusal), "{name}: the refusal ({refusal}) shows:\n{log}");
+        for secret in [key, "LEAKCANARYehKey", sig, "LEAKCANARYsasSig", s.hubs.key()] {
+            assert!(!log.contains(secret), "{name}: {secret:?} in the log:\n{log}");
+        }
+    }
+    s.runtime.block_on(s.server.stop());
+}
