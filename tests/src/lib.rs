@@ -13,6 +13,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod eventhubs;
 pub mod fuzz;
 pub mod kafka;
 

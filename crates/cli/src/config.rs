@@ -48,13 +48,21 @@ pub fn command(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
              line); a config for `estimate` only is checked with `config check --for estimate`"
         );
     }
-    let source = match (&config.source.kafka, &config.source.files) {
-        (Some(k), _) => {
+    let source = match (&config.source.kafka, &config.source.eventhubs, &config.source.files) {
+        (Some(k), _, _) => {
             k.start_position().context("source.kafka.start")?;
             format!("kafka {} topics {}", k.bootstrap, k.topics.join(","))
         }
-        (None, Some(f)) => format!("files {}", f.paths.join(",")),
-        (None, None) => match config.source.history()? {
+        (None, Some(e), _) => {
+            // The container URL (no SAS in it) and the consumer group: where the checkpoints go.
+            let container = e.checkpoint_container_url()?;
+            format!(
+                "eventhubs {}/{} consumer group {} checkpoints {container}",
+                e.namespace, e.event_hub, e.consumer_group
+            )
+        }
+        (None, None, Some(f)) => format!("files {}", f.paths.join(",")),
+        (None, None, None) => match config.source.history()? {
             Some(h) => format!("{} history at {}", h.kind.as_str(), h.location),
             None => unreachable!("resolve checks there is a source"),
         },
@@ -110,12 +118,13 @@ pub fn resolve(
     }
     if !input.is_empty() {
         // --input replaces the configured source
-        (config.source.kafka, config.source.capture, config.source.storage) = (None, None, None);
+        (config.source.kafka, config.source.capture, config.source.storage, config.source.eventhubs) =
+            (None, None, None, None);
     }
     if config.source.named().is_empty() {
         bail!(
             "no source configured: add a [source.files] section with `paths`, a [source.kafka], \
-             [source.capture] or [source.storage] section, or pass --input"
+             [source.eventhubs], [source.capture] or [source.storage] section, or pass --input"
         );
     }
     if needs_archive && config.archive.is_none() {

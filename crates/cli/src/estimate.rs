@@ -41,10 +41,11 @@ pub struct EstimateArgs {
     /// Print the estimate as JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// With a Kafka source: read for this many seconds, then report (nothing is committed).
+    /// With a Kafka or Event Hubs source: read for this many seconds, then report (nothing is
+    /// committed or checkpointed).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<u64>,
-    /// With a Kafka source: stop after about this many records.
+    /// With a Kafka or Event Hubs source: stop after about this many records.
     #[arg(long)]
     max_records: Option<u64>,
     /// Also print, per table, where its cost comes from (per column and per group, before and

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the pipeline: read Defender events (files to their end, or Event Hubs through its
-    /// Kafka endpoint until SIGTERM), decode and validate them, send the chosen tables to
+    /// Kafka endpoint or over AMQP until SIGTERM), decode and validate them, send the chosen tables to
     /// Sentinel, write the Parquet archive and dead letters, commit what is durable, and print
     /// the accounting per table.
     Run(run::RunArgs),

@@ -9,8 +9,9 @@ use anyhow::Context;
 use defender_sinks::sentinel::{EVENT_HUBS_SCOPE, TokenSource};
 use defender_sinks::store;
 use defender_sources::{
-    FileSource, KafkaAuth, KafkaConfig, KafkaSource, SourceError, SourceIo,
+    BlobAuth, EventHubsConfig, EventHubsSource, FileSource, KafkaAuth, KafkaConfig, KafkaSource, SourceError, SourceIo,
     backfill::{self, BackfillSource, Job, Selection},
+    eventhubs::{self, ConnectionString, SasCredential},
     kafka::{KafkaMetrics, TokenProvider},
     resolve_inputs,
 };
@@ -25,6 +26,7 @@ pub enum Source {
     Files(FileSource),
     Kafka(KafkaSource),
     History(HistorySource),
+    EventHubs(EventHubsSource),
 }
 
 /// `[source.capture]` or `[source.storage]` (or `estimate --capture/--storage`): listed when
@@ -91,6 +93,9 @@ impl Source {
             let source = FileSource::new(resolve_inputs(&files.paths)?).with_parallel(config.pipeline.cpu_workers);
             return Ok(Self::Files(source));
         }
+        if let Some(e) = &config.source.eventhubs {
+            return Ok(Self::EventHubs(EventHubsSource::new(eventhubs_config(config, e, mode)?)));
+        }
         let k = config.source.kafka.as_ref().context("no source configured")?;
         let mut kafka = KafkaConfig::new(&k.bootstrap, k.topics.clone(), &k.group);
         kafka.start = k.start_position()?;
@@ -136,19 +141,23 @@ impl Source {
                 format!("kafka topics {:?} at {} (group {})", c.topics, c.bootstrap, c.group_id)
             }
             Self::History(h) => format!("{} history at {}", h.history.kind.as_str(), h.input.display),
+            Self::EventHubs(e) => {
+                let c = e.config();
+                format!("event hub {} of {} (consumer group {})", c.event_hub, c.namespace, c.consumer_group)
+            }
         }
     }
 
     pub fn kafka_metrics(&self) -> Option<KafkaMetrics> {
         match self {
             Self::Kafka(k) => Some(k.metrics()),
-            Self::Files(_) | Self::History(_) => None,
+            Self::Files(_) | Self::History(_) | Self::EventHubs(_) => None,
         }
     }
 
     /// A source that runs until stopped (rather than to the end of its input).
     pub fn is_endless(&self) -> bool {
-        matches!(self, Self::Kafka(_))
+        matches!(self, Self::Kafka(_) | Self::EventHubs(_))
     }
 
     pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
@@ -156,6 +165,7 @@ impl Source {
             Self::Files(f) => f.run(io).await,
             Self::Kafka(k) => k.run(io).await,
             Self::History(h) => h.run(io).await,
+            Self::EventHubs(e) => e.run(io).await,
         }
     }
 }
@@ -170,5 +180,91 @@ impl TokenProvider for EntraTokens {
         let (token, expires) = handle.block_on(self.0.token_with_expiry()).map_err(|e| e.to_string())?;
         let expires_ms = expires.map_or(i64::MAX, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
         Ok((token.to_string(), expires_ms))
+    }
+}
+
+/// The Event Hubs source of `[source.eventhubs]`: credentials resolved from the environment
+/// (SAS minted from a connection string, or the Entra token sources the Sentinel sink uses).
+fn eventhubs_config(
+    config: &Config,
+    e: &defender_config::EventHubsSection,
+    mode: Mode,
+) -> anyhow::Result<EventHubsConfig> {
+    let env = |var: &str, key: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("source.eventhubs.{key}: environment variable {var} is not set"))
+    };
+    let credential: Arc<dyn eventhubs::TokenCredential> = match (&e.connection_string_env, &e.auth) {
+        (Some(var), _) => {
+            let cs = ConnectionString::parse(&env(var, "connection_string_env")?)
+                .map_err(|why| anyhow::anyhow!("source.eventhubs.connection_string_env: {why}"))?;
+            Arc::new(SasCredential::new(&cs, &e.namespace, &e.event_hub))
+        }
+        (None, Some(auth)) => Arc::new(Entra::new(auth, "source.eventhubs.auth", EVENT_HUBS_SCOPE)?),
+        (None, None) => anyhow::bail!("[source.eventhubs] has no credential"),
+    };
+    let blob_auth = match (&e.checkpoint_sas_env, &e.checkpoint_auth) {
+        (Some(var), _) => BlobAuth::Sas(env(var, "checkpoint_sas_env")?),
+        (None, Some(auth)) => BlobAuth::Token(Arc::new(Entra::new(
+            auth,
+            "source.eventhubs.checkpoint_auth",
+            "https://storage.azure.com/.default",
+        )?)),
+        (None, None) => anyhow::bail!("[source.eventhubs] has no checkpoint credential"),
+    };
+    let url = e.checkpoint_container_url().map_err(|err| anyhow::anyhow!("{err}"))?;
+    let mut c = EventHubsConfig::new(&e.namespace, &e.event_hub, credential, url, blob_auth);
+    c.consumer_group = e.consumer_group.clone();
+    c.custom_endpoint = e.custom_endpoint.clone();
+    c.start = e.start_position()?;
+    c.prefetch = e.prefetch;
+    c.load_balancing_interval = Duration::from_secs(e.load_balancing_interval_seconds);
+    c.partition_expiration = Duration::from_secs(e.partition_expiration_seconds);
+    c.checkpoint_interval = Duration::from_millis(e.checkpoint_interval_ms);
+    c.revoke_timeout = Duration::from_secs(e.revoke_timeout_seconds);
+    c.shutdown_grace = Duration::from_secs(config.service.shutdown_grace_seconds);
+    c.owner_id =
+        e.owner_id.clone().or_else(|| std::env::var("POD_NAME").ok().filter(|v| !v.is_empty())).unwrap_or_default();
+    // Estimate never claims, never checkpoints: it cannot disturb the daemons' group.
+    c.processor = mode == Mode::Run;
+    c.check().map_err(|err| anyhow::anyhow!("[source.eventhubs]: {err}"))?;
+    Ok(c)
+}
+
+/// An Entra token source of one scope as the Azure SDK's credential.
+struct Entra {
+    tokens: TokenSource,
+    scope: &'static str,
+}
+
+impl std::fmt::Debug for Entra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entra").field("scope", &self.scope).finish()
+    }
+}
+
+impl Entra {
+    fn new(auth: &defender_config::AuthSection, at: &str, scope: &'static str) -> anyhow::Result<Self> {
+        let auth = config::auth(auth, at)?;
+        let tokens =
+            TokenSource::with_scope(auth, reqwest::Client::new(), scope).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        Ok(Self { tokens, scope })
+    }
+}
+
+#[async_trait::async_trait]
+impl eventhubs::TokenCredential for Entra {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<eventhubs::TokenRequestOptions<'_>>,
+    ) -> eventhubs::AzureResult<eventhubs::AccessToken> {
+        let (token, expires) = self.tokens.token_with_expiry().await.map_err(|e| {
+            eventhubs::AzureError::with_message(eventhubs::AzureErrorKind::Credential, format!("entra token: {e}"))
+        })?;
+        let expires = expires.unwrap_or_else(|| eventhubs::OffsetDateTime::now_utc() + Duration::from_secs(300));
+        Ok(eventhubs::AccessToken::new(eventhubs::Secret::new(token.to_string()), expires))
     }
 }

@@ -5,7 +5,7 @@
 use defender_core::FlushRule;
 use defender_pipeline::PipelineOptions;
 use defender_sinks::{ArchiveConfig, sentinel::auth::DEFAULT_AUTHORITY_HOST};
-use defender_sources::KafkaConfig;
+use defender_sources::{KafkaConfig, eventhubs::defaults as eventhubs};
 
 const MIB: usize = 1 << 20;
 
@@ -81,4 +81,19 @@ pub fn liveness_threshold_seconds() -> u64 {
 }
 pub fn authority_host() -> String {
     DEFAULT_AUTHORITY_HOST.to_string()
+}
+pub fn consumer_group() -> String {
+    eventhubs::CONSUMER_GROUP.to_string()
+}
+pub fn prefetch() -> u32 {
+    eventhubs::PREFETCH
+}
+pub fn load_balancing_interval_seconds() -> u64 {
+    eventhubs::LOAD_BALANCING_INTERVAL.as_secs()
+}
+pub fn partition_expiration_seconds() -> u64 {
+    eventhubs::PARTITION_EXPIRATION.as_secs()
+}
+pub fn eventhubs_checkpoint_interval_ms() -> u64 {
+    eventhubs::CHECKPOINT_INTERVAL.as_millis() as u64
 }

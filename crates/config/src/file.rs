@@ -163,6 +163,7 @@ pub struct SourceConfig {
     pub kafka: Option<KafkaSection>,
     pub capture: Option<crate::history::CaptureSection>,
     pub storage: Option<crate::history::StorageSection>,
+    pub eventhubs: Option<EventHubsSection>,
 }
 
 impl SourceConfig {
@@ -173,6 +174,7 @@ impl SourceConfig {
             ("source.kafka", self.kafka.is_some()),
             ("source.capture", self.capture.is_some()),
             ("source.storage", self.storage.is_some()),
+            ("source.eventhubs", self.eventhubs.is_some()),
         ];
         set.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
     }
@@ -185,6 +187,51 @@ impl SourceConfig {
             (None, None) => Ok(None),
         }
     }
+
+/// Event Hubs over AMQP: one replica of a consumer group, partitions shared by Blob ownership,
+/// checkpoints in the Blob layout the Azure SDKs and KEDA read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubsSection {
+    /// The namespace's fully qualified name, `<namespace>.servicebus.windows.net`.
+    pub namespace: String,
+    pub event_hub: String,
+    #[serde(default = "defaults::consumer_group")]
+    pub consumer_group: String,
+    /// The checkpoint and ownership container: `https://<account>.blob.core.windows.net/<container>`,
+    /// `az://<account>/<container>`, or an emulator's `http://127.0.0.1:10000/devstoreaccount1/<container>`.
+    pub checkpoint_container: String,
+    /// Where a partition without a checkpoint starts: "earliest", "latest" or an RFC 3339
+    /// enqueued time such as "2026-11-01T00:00:00Z".
+    #[serde(default = "defaults::start")]
+    pub start_position: String,
+    /// Events each partition receiver asks for ahead of the pipeline (AMQP link credit).
+    #[serde(default = "defaults::prefetch")]
+    pub prefetch: u32,
+    #[serde(default = "defaults::load_balancing_interval_seconds")]
+    pub load_balancing_interval_seconds: u64,
+    /// A replica's claims not renewed for this long are taken over (above twice the interval).
+    #[serde(default = "defaults::partition_expiration_seconds")]
+    pub partition_expiration_seconds: u64,
+    #[serde(default = "defaults::eventhubs_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// How long a lost partition waits for the pipeline to make it durable.
+    #[serde(default = "defaults::revoke_timeout_seconds")]
+    pub revoke_timeout_seconds: u64,
+    /// Another AMQP endpoint than the namespace's (private link; `amqp://127.0.0.1:PORT` for a
+    /// local endpoint).
+    pub custom_endpoint: Option<String>,
+    /// This replica's owner id in the ownership blobs; default: the POD_NAME environment
+    /// variable when set, else a random id.
+    pub owner_id: Option<String>,
+    /// SAS tokens minted from the connection string in this environment variable.
+    pub connection_string_env: Option<String>,
+    /// Entra tokens (Azure Event Hubs Data Receiver).
+    pub auth: Option<AuthSection>,
+    /// A SAS for the checkpoint container, from this environment variable.
+    pub checkpoint_sas_env: Option<String>,
+    /// Entra tokens for the checkpoint container (Storage Blob Data Contributor).
+    pub checkpoint_auth: Option<AuthSection>,
 }
 
 /// Event Hubs through its Kafka endpoint (or any Kafka broker), as a consumer group member.

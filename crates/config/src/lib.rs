@@ -82,8 +82,8 @@ use defender_sinks::ArchiveConfig;
 
 pub use crate::{
     file::{
-        ArchiveSection, AuthSection, ConfigFile, DcrSection, FilesSource, KafkaSection, PackSetting, PipelineSection,
-        SentinelSection, ServiceSection, SourceConfig, TableEntry,
+        ArchiveSection, AuthSection, ConfigFile, DcrSection, EventHubsSection, FilesSource, KafkaSection, PackSetting,
+        PipelineSection, SentinelSection, ServiceSection, SourceConfig, TableEntry,
     },
     sentinel::{LiveSentinel, SentinelTarget},
 };

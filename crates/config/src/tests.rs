@@ -342,3 +342,66 @@ fn history_sections_are_one_source_with_their_window_checked_by_key() {
         .to_string();
     assert_eq!(err, "[source.files] and [source.capture] are both set: a run reads exactly one source");
 }
+
+const EVENTHUBS: &str = "[source.eventhubs]\nnamespace = \"contoso.servicebus.windows.net\"\nevent_hub = \"defender\"\n\
+    checkpoint_container = \"https://acct.blob.core.windows.net/checkpoints\"\n";
+
+#[test]
+fn eventhubs_defaults_come_from_the_source_and_mistakes_name_their_key() {
+    let ok = |extra: &str| Config::parse(&format!("{EVENTHUBS}{extra}")).unwrap();
+    let err = |extra: &str| Config::parse(&format!("{EVENTHUBS}{extra}")).unwrap_err().to_string();
+    let creds = "connection_string_env = \"EH\"\ncheckpoint_sas_env = \"SAS\"\n";
+    let c = ok(creds);
+    let e = c.source.eventhubs.as_ref().unwrap();
+    use defender_sources::eventhubs::defaults as d;
+    assert_eq!(e.consumer_group, d::CONSUMER_GROUP);
+    assert_eq!(e.prefetch, d::PREFETCH);
+    assert_eq!(e.load_balancing_interval_seconds, d::LOAD_BALANCING_INTERVAL.as_secs());
+    assert_eq!(e.partition_expiration_seconds, d::PARTITION_EXPIRATION.as_secs());
+    assert_eq!(e.checkpoint_interval_ms, d::CHECKPOINT_INTERVAL.as_millis() as u64);
+    assert_eq!(e.start_position().unwrap(), defender_sources::StartPosition::Earliest);
+    assert_eq!(e.checkpoint_container_url().unwrap().as_str(), "https://acct.blob.core.windows.net/checkpoints");
+    let az = ok(creds).source.eventhubs.unwrap();
+    assert_eq!(az.checkpoint_container_url().unwrap().host_str(), Some("acct.blob.core.windows.net"));
+    let az = Config::parse(&format!(
+        "{}{creds}",
+        EVENTHUBS.replace("https://acct.blob.core.windows.net/checkpoints", "az://acct/checkpoints")
+    ))
+    .unwrap();
+    assert_eq!(
+        az.source.eventhubs.unwrap().checkpoint_container_url().unwrap().as_str(),
+        "https://acct.blob.core.windows.net/checkpoints"
+    );
+
+    assert!(err("checkpoint_sas_env = \"SAS\"\n").contains("exactly one of `connection_string_env`"));
+    assert!(err("connection_string_env = \"EH\"\n").contains("exactly one of `checkpoint_sas_env`"));
+    let e = err(&format!("{creds}start_position = \"yesterday\"\n"));
+    assert!(e.contains("`source.eventhubs.start_position` is \"yesterday\""), "{e}");
+    let e = err(&format!("{creds}partition_expiration_seconds = 10\n"));
+    assert!(e.contains("`source.eventhubs.partition_expiration_seconds` (10) must be longer"), "{e}");
+    let e = err(&format!("{creds}custom_endpoint = \"127.0.0.1:5672\"\n"));
+    assert!(e.contains("`source.eventhubs.custom_endpoint`"), "{e}");
+    let e = err(&format!("{creds}checkpoint_interval = 5\n"));
+    assert!(e.contains("line 7") && e.contains("unknown field `checkpoint_interval`"), "{e}");
+    let text = creds.replace("EH", "Endpoint=sb://x/;SharedAccessKey=Zm9vYmFy");
+    let e = err(&text);
+    assert!(e.contains("`source.eventhubs.connection_string_env` must be the name") && !e.contains("Zm9vYmFy"), "{e}");
+    let bad_ns = Config::parse(&format!("{}{creds}", EVENTHUBS.replace("contoso.servicebus.windows.net", "sb://x:1")))
+        .unwrap_err()
+        .to_string();
+    assert!(bad_ns.contains("`source.eventhubs.namespace`"), "{bad_ns}");
+    let sas_in_url = Config::parse(&format!("{}{creds}", EVENTHUBS.replace("/checkpoints", "/checkpoints?sig=Zm9v")))
+        .unwrap_err()
+        .to_string();
+    assert!(sas_in_url.contains("`source.eventhubs.checkpoint_container`") && !sas_in_url.contains("Zm9v"));
+}
+
+#[test]
+fn only_one_source_section_is_allowed() {
+    let text = format!(
+        "{EVENTHUBS}connection_string_env = \"EH\"\ncheckpoint_sas_env = \"SAS\"\n\
+         [source.kafka]\nbootstrap = \"b:9093\"\ntopics = [\"t\"]\nplaintext = true\n"
+    );
+    let e = Config::parse(&text).unwrap_err().to_string();
+    assert!(e.contains("[source.kafka] and [source.eventhubs] are both set: a run reads exactly one source"), "{e}");
+}

@@ -9,7 +9,9 @@ use defender_pipeline::{Policy, policy::TableSettings};
 use defender_sinks::sentinel::client::check_endpoint;
 use toml::Spanned;
 
-use crate::{AuthSection, Config, ConfigError, ConfigFile, KafkaSection, SentinelSection, TableEntry, invalid};
+use crate::{
+    AuthSection, Config, ConfigError, ConfigFile, EventHubsSection, KafkaSection, SentinelSection, TableEntry, invalid,
+};
 
 impl ConfigFile {
     /// Checks the file whose `text` this was parsed from (for the lines of errors and filters)
@@ -101,9 +103,17 @@ impl ConfigFile {
         if let Some(k) = &self.source.kafka {
             k.check()?;
         }
+        if let Some(e) = &self.source.eventhubs {
+            e.check()?;
+        }
         let auths = [
             ("sentinel.auth", self.sentinel.as_ref().and_then(|s| s.auth.as_ref())),
             ("source.kafka.auth", self.source.kafka.as_ref().and_then(|k| k.auth.as_ref())),
+            ("source.eventhubs.auth", self.source.eventhubs.as_ref().and_then(|e| e.auth.as_ref())),
+            (
+                "source.eventhubs.checkpoint_auth",
+                self.source.eventhubs.as_ref().and_then(|e| e.checkpoint_auth.as_ref()),
+            ),
         ];
         for (at, auth) in auths {
             if let Some(AuthSection::ClientSecret { client_secret_env, .. }) = auth {
@@ -208,19 +218,122 @@ impl KafkaSection {
 
     /// Where a partition without a committed offset starts.
     pub fn start_position(&self) -> Result<defender_sources::StartPosition, ConfigError> {
-        use defender_sources::StartPosition;
-        Ok(match self.start.as_str() {
-            "earliest" => StartPosition::Earliest,
-            "latest" => StartPosition::Latest,
-            t => {
-                let nanos = defender_core::policy::parse_datetime(t).ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "`source.kafka.start` is {t:?}: expected \"earliest\", \"latest\" or an RFC 3339 time such as \"2026-11-01T00:00:00Z\""
-                    ))
-                })?;
-                StartPosition::Timestamp(nanos / 1_000_000)
+        start_position("source.kafka.start", &self.start)
+    }
+}
+
+/// `earliest`, `latest` or an RFC 3339 time, at key `at`.
+fn start_position(at: &str, value: &str) -> Result<defender_sources::StartPosition, ConfigError> {
+    use defender_sources::StartPosition;
+    Ok(match value {
+        "earliest" => StartPosition::Earliest,
+        "latest" => StartPosition::Latest,
+        t => {
+            let nanos = defender_core::policy::parse_datetime(t).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "`{at}` is {t:?}: expected \"earliest\", \"latest\" or an RFC 3339 time such as \"2026-11-01T00:00:00Z\""
+                ))
+            })?;
+            StartPosition::Timestamp(nanos / 1_000_000)
+        }
+    })
+}
+
+impl EventHubsSection {
+    fn check(&self) -> Result<(), ConfigError> {
+        let ns = self.namespace.trim();
+        if ns.is_empty() || !ns.contains('.') || ns.contains('/') || ns.contains(':') {
+            invalid!(
+                "`source.eventhubs.namespace` must be the namespace's fully qualified name, e.g. \
+                 <namespace>.servicebus.windows.net (no scheme, no port)"
+            );
+        }
+        if self.event_hub.trim().is_empty() {
+            invalid!("`source.eventhubs.event_hub` is empty: expected the event hub's name");
+        }
+        if self.consumer_group.trim().is_empty() {
+            invalid!("`source.eventhubs.consumer_group` is empty: expected a consumer group name, e.g. $Default");
+        }
+        self.checkpoint_container_url()?;
+        self.start_position()?;
+        if let Some(e) = &self.custom_endpoint {
+            let ok = url::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "amqp" | "amqps") && u.host().is_some());
+            if !ok {
+                invalid!(
+                    "`source.eventhubs.custom_endpoint` must be an amqps://host[:port] (or amqp:// for a local endpoint) URL"
+                );
             }
-        })
+        }
+        if let Some(var) = &self.connection_string_env {
+            env_var_name("source.eventhubs.connection_string_env", var)?;
+        }
+        if self.connection_string_env.is_some() == self.auth.is_some() {
+            invalid!(
+                "[source.eventhubs] needs exactly one of `connection_string_env` (SAS from the connection string) \
+                 and [source.eventhubs.auth] (Entra token)"
+            );
+        }
+        if let Some(var) = &self.checkpoint_sas_env {
+            env_var_name("source.eventhubs.checkpoint_sas_env", var)?;
+        }
+        if self.checkpoint_sas_env.is_some() == self.checkpoint_auth.is_some() {
+            invalid!(
+                "[source.eventhubs] needs exactly one of `checkpoint_sas_env` (a SAS for the checkpoint container) \
+                 and [source.eventhubs.checkpoint_auth] (Entra token)"
+            );
+        }
+        for (key, value) in [
+            ("load_balancing_interval_seconds", self.load_balancing_interval_seconds),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("revoke_timeout_seconds", self.revoke_timeout_seconds),
+            ("prefetch", u64::from(self.prefetch)),
+        ] {
+            if value == 0 {
+                invalid!("`source.eventhubs.{key}` must be at least 1");
+            }
+        }
+        if self.partition_expiration_seconds <= self.load_balancing_interval_seconds {
+            invalid!(
+                "`source.eventhubs.partition_expiration_seconds` ({}) must be longer than \
+                 `source.eventhubs.load_balancing_interval_seconds` ({}), twice at least: claims would expire \
+                 between two renewals",
+                self.partition_expiration_seconds,
+                self.load_balancing_interval_seconds
+            );
+        }
+        Ok(())
+    }
+
+    /// Where a partition without a checkpoint starts.
+    pub fn start_position(&self) -> Result<defender_sources::StartPosition, ConfigError> {
+        start_position("source.eventhubs.start_position", &self.start_position)
+    }
+
+    /// The checkpoint container as an http(s) URL (`az://<account>/<container>` becomes
+    /// `https://<account>.blob.core.windows.net/<container>`).
+    pub fn checkpoint_container_url(&self) -> Result<url::Url, ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(
+                "`source.eventhubs.checkpoint_container` must be https://<account>.blob.core.windows.net/<container> \
+                 or az://<account>/<container> (http:// only for a local emulator), without a query: the SAS goes in \
+                 checkpoint_sas_env"
+                    .into(),
+            )
+        };
+        let text = self.checkpoint_container.trim();
+        let text = match text.strip_prefix("az://") {
+            Some(rest) => {
+                let (account, container) = rest.split_once('/').ok_or_else(bad)?;
+                format!("https://{account}.blob.core.windows.net/{container}")
+            }
+            None => text.to_string(),
+        };
+        let u = url::Url::parse(&text).map_err(|_| bad())?;
+        let container = u.path_segments().and_then(|mut s| s.rfind(|p| !p.is_empty()).map(str::to_string));
+        if !matches!(u.scheme(), "https" | "http") || u.query().is_some() || u.host().is_none() || container.is_none() {
+            return Err(bad());
+        }
+        Ok(u)
     }
 }
 

@@ -43,6 +43,8 @@ pub enum SourceError {
     Progress { path: String, reason: String },
     #[error(transparent)]
     Kafka(#[from] crate::kafka::KafkaError),
+    #[error(transparent)]
+    EventHubs(#[from] crate::eventhubs::EventHubsError),
 }
 
 /// Expands paths and globs into a sorted, de-duplicated file list. A pattern that matches

@@ -3,7 +3,7 @@
 //! A source is handed a [`SourceIo`] and produces [`SourceEvent`]s into its one bounded channel:
 //! chunks of messages of one partition, in offset order; the end of a partition (a file read to
 //! its end); and, for sources that share partitions with other processes (Kafka consumer groups,
-//! later Event Hubs with Blob ownership), partitions assigned and revoked. Memory in flight is
+//! Event Hubs with Blob ownership), partitions assigned and revoked. Memory in flight is
 //! bounded in bytes by a [`ByteBudget`]: a chunk holds a permit for its bytes until the decoder
 //! is done with it, so a slow pipeline stops the source from reading.
 //!
@@ -14,6 +14,7 @@
 pub mod backfill;
 pub mod budget;
 pub mod capture;
+pub mod eventhubs;
 pub mod files;
 pub mod kafka;
 pub mod storage;
@@ -28,6 +29,7 @@ use defender_core::health::{Beat, Health};
 use tokio::sync::{mpsc, watch};
 
 pub use budget::{ByteBudget, BytePermit};
+pub use eventhubs::{BlobAuth, EventHubsConfig, EventHubsError, EventHubsSource};
 pub use files::{FileSource, MessageReader, SourceError, resolve_inputs};
 pub use kafka::{KafkaAuth, KafkaConfig, KafkaError, KafkaSource, StartPosition};
 
