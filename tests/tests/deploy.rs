@@ -8,11 +8,7 @@ use std::{path::PathBuf, process::Command};
 use defender_tests::{binary, python, repo_root};
 
 /// Every overlay, and why its config cannot be checked by this binary yet (`None`: it can).
-const OVERLAYS: &[(&str, Option<&str>)] = &[
-    ("kafka", None),
-    ("eventhubs", None),
-    ("backfill", None),
-];
+const OVERLAYS: &[(&str, Option<&str>)] = &[("kafka", None), ("eventhubs", None), ("backfill", None)];
 
 fn overlays_dir() -> PathBuf {
     repo_root().join("deploy/kubernetes/overlays")

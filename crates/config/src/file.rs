@@ -187,6 +187,7 @@ impl SourceConfig {
             (None, None) => Ok(None),
         }
     }
+}
 
 /// Event Hubs over AMQP: one replica of a consumer group, partitions shared by Blob ownership,
 /// checkpoints in the Blob layout the Azure SDKs and KEDA read.
