@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SaslAnonymousMechanism, SessionAcceptor,
+    SupportedReceiverSettleModes,
 };
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, LinkError, Role};
+use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, LinkError, ReceiverSettleMode, Role};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp::types::messaging::{Body, Message, MessageAnnotations, TargetArchetype};
@@ -131,7 +132,13 @@ enum Kind {
 
 async fn session_task(shared: Arc<Shared>, conn: Arc<ConnState>, mut session: ListenerSessionHandle, id: u64) {
     // Event Hubs Standard's limit; the Rust SDK sizes its batches from it (and fails without).
-    let links = LinkAcceptor::builder().max_message_size(MAX_MESSAGE_SIZE).build();
+    // Settlement mode `first` only, as the service: the Python producer asks for `second`
+    // (`_pyamqp/sender.py`) and waits for a settled disposition, which `second` never sends.
+    let links = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+        .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        .build();
     while let Some(attach) = session.next_incoming_attach().await {
         let kind = classify(&shared, &conn, &attach);
         let name = attach.name.clone();
