@@ -132,3 +132,160 @@ fn python_sdk_sees_what_the_service_would_show_it() {
     assert_eq!(wrong["type"], "AuthenticationError");
     assert!(wrong["message"].as_str().unwrap().contains("401"));
 }
+
+mod raw {
+    //! Plain AMQP (fe2o3-amqp, the SDK's own library) for what the SDKs do not let a test
+    //! control: link credit, and links the service refuses.
+
+    use fe2o3_amqp::link::receiver::CreditMode;
+    use fe2o3_amqp::sasl_profile::SaslProfile;
+    use fe2o3_amqp::types::messaging::{Body, Source};
+    use fe2o3_amqp::types::primitives::{Symbol, Value};
+    use fe2o3_amqp::{Connection, Receiver, Session};
+    use fe2o3_amqp_cbs::client::CbsClient;
+    use fe2o3_amqp_cbs::token::CbsToken;
+    use serde_amqp::described::Described;
+    use serde_amqp::descriptor::Descriptor;
+
+    use super::*;
+
+    pub struct Client {
+        /// Kept open for the session's lifetime.
+        _conn: fe2o3_amqp::connection::ConnectionHandle<()>,
+        pub session: fe2o3_amqp::session::SessionHandle<()>,
+    }
+
+    pub async fn connect(hubs: &EventHubs) -> Client {
+        let mut conn = Connection::builder()
+            .container_id("raw-test")
+            .sasl_profile(SaslProfile::Anonymous)
+            .open(hubs.endpoint().as_str())
+            .await
+            .expect("connection");
+        let session = Session::begin(&mut conn).await.expect("session");
+        Client { _conn: conn, session }
+    }
+
+    /// put-token on `$cbs` for `name` with `token`; the reply's status as an error.
+    pub async fn put_token(c: &mut Client, name: &str, token: &str) -> Result<(), String> {
+        let mut cbs = CbsClient::attach(&mut c.session).await.expect("cbs");
+        let r = cbs
+            .put_token(name.to_string(), CbsToken::new(token.to_string(), "servicebus.windows.net:sastoken", None))
+            .await
+            .map_err(|e| format!("{e:?}"));
+        let _ = cbs.close().await;
+        r
+    }
+
+    pub fn sas(hubs: &EventHubs, key: &str) -> String {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 600;
+        defender_eventhubs_server::sas_token(
+            &format!("sb://{}/{}", hubs.namespace(), hubs.hub()),
+            hubs.key_name(),
+            key,
+            exp,
+        )
+    }
+
+    pub async fn receiver(c: &mut Client, address: &str, credit: CreditMode) -> Receiver {
+        let selector = Described {
+            descriptor: Descriptor::Code(0x0000_468C_0000_0004),
+            value: Value::String("amqp.annotation.x-opt-offset > '-1'".into()),
+        };
+        let source = Source::builder()
+            .address(address)
+            .add_to_filter(Symbol::from("apache.org:selector-filter:string"), selector)
+            .build();
+        Receiver::builder()
+            .name(format!("r-{address}"))
+            .source(source)
+            .credit_mode(credit)
+            .attach(&mut c.session)
+            .await
+            .expect("the attach is answered")
+    }
+
+    /// The next delivery's body, or the error that ended the link, within `wait`.
+    pub async fn next(r: &mut Receiver, wait: Duration) -> Option<Result<Vec<u8>, String>> {
+        match tokio::time::timeout(wait, r.recv::<Body<Value>>()).await {
+            Err(_) => None,
+            Ok(Err(e)) => Some(Err(format!("{e:?}"))),
+            Ok(Ok(d)) => {
+                r.accept(&d).await.unwrap();
+                match d.into_body() {
+                    Body::Data(data) => Some(Ok(data.into_iter().next().unwrap().0.into_vec())),
+                    other => Some(Err(format!("not a data body: {other:?}"))),
+                }
+            }
+        }
+    }
+}
+
+/// A receiver gets no more deliveries than the credit it gave, and the rest when it gives more.
+#[test]
+fn link_credit_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let hubs = EventHubs::start(dir.path(), "credit", 1);
+    hubs.produce(0, &bodies("c", 10));
+    block_on(async {
+        let mut c = raw::connect(&hubs).await;
+        let address = format!("amqps://{}/credit/ConsumerGroups/$Default/Partitions/0", hubs.namespace());
+        raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())).await.expect("token accepted");
+        let mut r = raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Manual).await;
+        r.set_credit(3).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(d) = raw::next(&mut r, Duration::from_millis(1500)).await {
+            got.push(d.expect("a delivery"));
+        }
+        assert_eq!(got, bodies("c", 3), "exactly the credit");
+        r.set_credit(10).await.unwrap();
+        while let Some(d) = raw::next(&mut r, Duration::from_millis(1500)).await {
+            got.push(d.expect("a delivery"));
+        }
+        assert_eq!(got, bodies("c", 10), "the rest once credit is given");
+        let _ = r.close().await;
+    });
+}
+
+/// Links the service refuses: without a token, with a wrong key, to an unknown consumer group,
+/// partition or host.
+#[test]
+fn refuses_what_the_service_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let hubs = EventHubs::start(dir.path(), "strict", 2);
+    hubs.produce(0, &bodies("s", 1));
+    block_on(async {
+        let ns = hubs.namespace().to_string();
+        let mut c = raw::connect(&hubs).await;
+        let address = format!("amqps://{ns}/strict/ConsumerGroups/$Default/Partitions/0");
+        // No token yet.
+        let mut r = raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Auto(10)).await;
+        let e = raw::next(&mut r, Duration::from_secs(5)).await.expect("an answer").unwrap_err();
+        assert!(e.contains("UnauthorizedAccess"), "{e}");
+        // A wrong key.
+        let e = raw::put_token(&mut c, &address, &raw::sas(&hubs, "d3Jvbmc=")).await.unwrap_err();
+        assert!(e.contains("401"), "{e}");
+        // A good token, then unknown entities.
+        raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())).await.expect("token accepted");
+        let token = raw::sas(&hubs, hubs.key());
+        raw::put_token(&mut c, &format!("amqps://{ns}/strict"), &token).await.expect("hub token");
+        for bad in [
+            format!("amqps://{ns}/strict/ConsumerGroups/nope/Partitions/0"),
+            format!("amqps://{ns}/strict/ConsumerGroups/$Default/Partitions/2"),
+            format!("amqps://{ns}/other/ConsumerGroups/$Default/Partitions/0"),
+            "amqps://elsewhere.servicebus.windows.net/strict/ConsumerGroups/$Default/Partitions/0".to_string(),
+        ] {
+            let mut r = raw::receiver(&mut c, &bad, fe2o3_amqp::link::receiver::CreditMode::Auto(10)).await;
+            let e = raw::next(&mut r, Duration::from_secs(5)).await.expect("an answer").unwrap_err();
+            assert!(e.contains("NotFound"), "{bad}: {e}");
+        }
+        // Case-insensitive consumer group, and the address without scheme and host.
+        let mut r = raw::receiver(
+            &mut c,
+            "strict/consumergroups/$DEFAULT/Partitions/0",
+            fe2o3_amqp::link::receiver::CreditMode::Auto(10),
+        )
+        .await;
+        assert_eq!(raw::next(&mut r, Duration::from_secs(5)).await.expect("an event").unwrap(), b"s-0".to_vec());
+    });
+}
