@@ -5,7 +5,7 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use azure_messaging_eventhubs::{OpenReceiverOptions, StartLocation, StartPosition};
 use defender_tests::eventhubs::{EventHubs, block_on};
@@ -155,6 +155,11 @@ mod raw {
         pub session: fe2o3_amqp::session::SessionHandle<()>,
     }
 
+    /// `f` within 10 s, or a panic naming the step.
+    pub async fn step<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f).await.unwrap_or_else(|_| panic!("{what}: no answer in 10 s"))
+    }
+
     pub async fn connect(hubs: &EventHubs) -> Client {
         let mut conn = Connection::builder()
             .container_id("raw-test")
@@ -228,10 +233,13 @@ fn link_credit_is_honoured() {
     let hubs = EventHubs::start(dir.path(), "credit", 1);
     hubs.produce(0, &bodies("c", 10));
     block_on(async {
-        let mut c = raw::connect(&hubs).await;
+        let mut c = raw::step("connect", raw::connect(&hubs)).await;
         let address = format!("amqps://{}/credit/ConsumerGroups/$Default/Partitions/0", hubs.namespace());
-        raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())).await.expect("token accepted");
-        let mut r = raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Manual).await;
+        raw::step("put-token", raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())))
+            .await
+            .expect("token accepted");
+        let mut r =
+            raw::step("attach", raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Manual)).await;
         r.set_credit(3).await.unwrap();
         let mut got = Vec::new();
         while let Some(d) = raw::next(&mut r, Duration::from_millis(1500)).await {
@@ -256,26 +264,35 @@ fn refuses_what_the_service_refuses() {
     hubs.produce(0, &bodies("s", 1));
     block_on(async {
         let ns = hubs.namespace().to_string();
-        let mut c = raw::connect(&hubs).await;
+        let mut c = raw::step("connect", raw::connect(&hubs)).await;
         let address = format!("amqps://{ns}/strict/ConsumerGroups/$Default/Partitions/0");
         // No token yet.
-        let mut r = raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Auto(10)).await;
+        let mut r =
+            raw::step("attach", raw::receiver(&mut c, &address, fe2o3_amqp::link::receiver::CreditMode::Auto(10)))
+                .await;
         let e = raw::next(&mut r, Duration::from_secs(5)).await.expect("an answer").unwrap_err();
         assert!(e.contains("UnauthorizedAccess"), "{e}");
         // A wrong key.
-        let e = raw::put_token(&mut c, &address, &raw::sas(&hubs, "d3Jvbmc=")).await.unwrap_err();
+        let e =
+            raw::step("put-token", raw::put_token(&mut c, &address, &raw::sas(&hubs, "d3Jvbmc="))).await.unwrap_err();
         assert!(e.contains("401"), "{e}");
         // A good token, then unknown entities.
-        raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())).await.expect("token accepted");
+        raw::step("put-token", raw::put_token(&mut c, &address, &raw::sas(&hubs, hubs.key())))
+            .await
+            .expect("token accepted");
         let token = raw::sas(&hubs, hubs.key());
-        raw::put_token(&mut c, &format!("amqps://{ns}/strict"), &token).await.expect("hub token");
+        raw::step("put-token", raw::put_token(&mut c, &format!("amqps://{ns}/strict"), &token))
+            .await
+            .expect("hub token");
         for bad in [
             format!("amqps://{ns}/strict/ConsumerGroups/nope/Partitions/0"),
             format!("amqps://{ns}/strict/ConsumerGroups/$Default/Partitions/2"),
             format!("amqps://{ns}/other/ConsumerGroups/$Default/Partitions/0"),
             "amqps://elsewhere.servicebus.windows.net/strict/ConsumerGroups/$Default/Partitions/0".to_string(),
         ] {
-            let mut r = raw::receiver(&mut c, &bad, fe2o3_amqp::link::receiver::CreditMode::Auto(10)).await;
+            let mut r =
+                raw::step("attach", raw::receiver(&mut c, &bad, fe2o3_amqp::link::receiver::CreditMode::Auto(10)))
+                    .await;
             let e = raw::next(&mut r, Duration::from_secs(5)).await.expect("an answer").unwrap_err();
             assert!(e.contains("NotFound"), "{bad}: {e}");
         }
@@ -287,5 +304,56 @@ fn refuses_what_the_service_refuses() {
         )
         .await;
         assert_eq!(raw::next(&mut r, Duration::from_secs(5)).await.expect("an event").unwrap(), b"s-0".to_vec());
+    });
+}
+
+/// The Rust SDK's EventProcessor (load balancing over an in-memory checkpoint store, epoch-0
+/// receivers) claims both partitions and reads every event.
+#[test]
+fn rust_sdk_event_processor_reads_every_partition() {
+    use azure_messaging_eventhubs::{EventProcessor, InMemoryCheckpointStore, models::StartPositions};
+    let dir = tempfile::tempdir().unwrap();
+    let hubs = EventHubs::start(dir.path(), "processor", 2);
+    hubs.produce(0, &bodies("p0", 3));
+    hubs.produce(1, &bodies("p1", 2));
+    block_on(async {
+        let consumer = hubs.consumer("$Default").await;
+        let positions = StartPositions {
+            default: StartPosition { location: StartLocation::Earliest, inclusive: false },
+            ..Default::default()
+        };
+        let processor = EventProcessor::builder()
+            .with_update_interval(azure_core::time::Duration::seconds(1))
+            .with_partition_expiration_duration(azure_core::time::Duration::seconds(10))
+            .with_start_positions(positions)
+            .build(consumer, Arc::new(InMemoryCheckpointStore::new()))
+            .await
+            .expect("processor");
+        let runner = processor.clone();
+        let task = tokio::spawn(async move { runner.run().await });
+        let mut got = std::collections::BTreeMap::new();
+        for _ in 0..2 {
+            let client = tokio::time::timeout(Duration::from_secs(20), processor.next_partition_client())
+                .await
+                .expect("a partition claimed")
+                .expect("partition client");
+            let want = if client.get_partition_id() == "0" { 3 } else { 2 };
+            let mut bodies = Vec::new();
+            {
+                let mut stream = client.stream_events();
+                while bodies.len() < want {
+                    let e =
+                        tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
+                    bodies.push(String::from_utf8(e.event_data().body().unwrap().to_vec()).unwrap());
+                    client.update_checkpoint(&e).await.expect("checkpoint");
+                }
+            }
+            got.insert(client.get_partition_id().to_string(), bodies);
+        }
+        let expected: std::collections::BTreeMap<String, Vec<String>> =
+            [("0".to_string(), strings("p0", 0..3)), ("1".to_string(), strings("p1", 0..2))].into_iter().collect();
+        assert_eq!(got, expected);
+        processor.shutdown().await.expect("shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     });
 }

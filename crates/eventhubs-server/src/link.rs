@@ -142,10 +142,34 @@ async fn session_task(shared: Arc<Shared>, conn: Arc<ConnState>, mut session: Li
     while let Some(attach) = session.next_incoming_attach().await {
         let kind = classify(&shared, &conn, &attach);
         let name = attach.name.clone();
+        // A reply link is registered before its attach is answered: the client sends its first
+        // request as soon as it has the answer.
+        let mut reply = match &kind {
+            Ok(Kind::Replies { address, node }) => {
+                let link_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = mpsc::channel(16);
+                // By the reply-to address the Rust SDK sets, and by node for requests without
+                // one (Python's `_pyamqp/management_link.py` sets only the message id).
+                let keys = vec![(id, address.clone()), (id, node.to_string())];
+                for key in &keys {
+                    conn.replies.lock().unwrap().insert(key.clone(), (link_id, tx.clone()));
+                }
+                Some((link_id, keys, rx))
+            }
+            _ => None,
+        };
         let endpoint = match links.accept_incoming_attach(attach, &mut session).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!(error = %e, "attach failed");
+                if let Some((link_id, keys, _)) = reply.take() {
+                    let mut r = conn.replies.lock().unwrap();
+                    for key in keys {
+                        if r.get(&key).is_some_and(|(l, _)| *l == link_id) {
+                            r.remove(&key);
+                        }
+                    }
+                }
                 continue;
             }
         };
@@ -162,16 +186,8 @@ async fn session_task(shared: Arc<Shared>, conn: Arc<ConnState>, mut session: Li
                 let (shared, conn) = (shared.clone(), conn.clone());
                 tokio::spawn(async move { requests(shared, conn, r, id, cbs).await });
             }
-            (Ok(Kind::Replies { address, node }), LinkEndpoint::Sender(s)) => {
-                let link_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = mpsc::channel(16);
-                // By the reply-to address the Rust SDK sets, and by node for requests without
-                // one (Python's `_pyamqp/management_link.py` sets only the message id).
-                let keys = [(id, address), (id, node.to_string())];
-                for key in &keys {
-                    conn.replies.lock().unwrap().insert(key.clone(), (link_id, tx.clone()));
-                }
-                drop(tx);
+            (Ok(Kind::Replies { .. }), LinkEndpoint::Sender(s)) if reply.is_some() => {
+                let (link_id, keys, rx) = reply.take().unwrap();
                 let conn = conn.clone();
                 tokio::spawn(async move {
                     replies(s, rx).await;
