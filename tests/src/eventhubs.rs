@@ -112,6 +112,7 @@ impl EventHubs {
             .arg(&state)
             .args(&self.extra_args)
             .env(KEY_ENV, &self.key)
+            .env("RUST_LOG", std::env::var("DI_EVENTHUBS_SERVER_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -205,7 +206,7 @@ impl EventHubs {
     /// Sends `bodies` to `partition` in batches with the Rust SDK; returns when every batch is
     /// acknowledged.
     pub fn produce(&self, partition: u32, bodies: &[Vec<u8>]) {
-        block_on(async {
+        self.block_on(async {
             let producer = self.producer().await;
             let options =
                 || Some(EventDataBatchOptions { partition_id: Some(partition.to_string()), ..Default::default() });
@@ -226,11 +227,24 @@ impl EventHubs {
 
     /// The last sequence number of `partition` (`$management`), `None` when it is empty.
     pub fn last_enqueued(&self, partition: u32) -> Option<i64> {
-        block_on(async {
+        self.block_on(async {
             let producer = self.producer().await;
             let props = producer.get_partition_properties(&partition.to_string()).await.expect("partition properties");
             let _ = producer.close().await;
             (!props.is_empty).then_some(props.last_enqueued_sequence_number)
+        })
+    }
+}
+
+impl EventHubs {
+    /// [`block_on`] whose time-out shows the end of the server's log.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), f).await }).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(self.dir.join("eventhubs-server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!("event hubs helper timed out after 60 s; server log:\n{}", tail.join("\n"))
         })
     }
 }
