@@ -281,6 +281,15 @@ fn delivers_to_both_sinks_and_checkpoints_where_keda_reads_with_lag_zero() {
     for p in 0..PARTITIONS {
         assert_eq!(s.keda_lag(p), 0, "partition {p}");
     }
+    // The operator's view: ready, four partitions owned, the checkpoints as gauges.
+    daemon.wait_ready(Duration::from_secs(10));
+    assert_eq!(daemon.metric("defender_eventhubs_assigned").len(), PARTITIONS as usize);
+    let gauges = daemon.metric("defender_eventhubs_checkpoint_sequence_number");
+    let end = s.last_enqueued();
+    for (p, seq) in &end {
+        let label = format!("partition=\"{}/{p}\"", s.hubs.hub());
+        assert_eq!(gauges.get(&label).copied(), Some(*seq as f64), "{gauges:?}");
+    }
     let blobs = s.blobs();
     assert!(blobs.keys().all(|b| b == &b.to_lowercase()), "blob names lower-cased: {blobs:?}");
     let ownership: Vec<_> = blobs.iter().filter(|(n, _)| n.contains("/ownership/")).collect();
@@ -365,6 +374,7 @@ fn kill_9_at_random_moments_loses_nothing_and_archives_nothing_twice() {
     let s = setup();
     let mut next = 0;
     for (round, wait) in waits(0xe7e7, KILL_ROUNDS, 0, 3000).into_iter().enumerate() {
+        eprintln!("round {round}: producing");
         s.produce(next, next + 40);
         next += 40;
         // The same owner id each time (a pod restarted in place): it renews its own claims.
