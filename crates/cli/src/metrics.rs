@@ -267,6 +267,20 @@ fn record(p: &Progress, kafka: Option<&KafkaState>, health: &Health, threshold: 
     gauge!("defender_uptime_seconds").set(p.elapsed.as_secs_f64());
 }
 
+fn record_eventhubs(e: &EventHubsState) {
+    for partition in &e.assigned {
+        gauge!("defender_eventhubs_assigned", "partition" => partition.clone()).set(1.0);
+    }
+    for (partition, seq) in &e.committed {
+        gauge!("defender_eventhubs_checkpoint_sequence_number", "partition" => partition.clone()).set(*seq as f64);
+    }
+    gauge!("defender_eventhubs_connected").set(f64::from(u8::from(e.connected)));
+    counter!("defender_eventhubs_messages_total").absolute(e.messages);
+    counter!("defender_eventhubs_replayed_total").absolute(e.replayed);
+    counter!("defender_eventhubs_partition_losses_total").absolute(e.losses);
+    counter!("defender_eventhubs_checkpoint_errors_total").absolute(e.checkpoint_errors);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,18 +314,4 @@ mod tests {
             assert!(seen.insert(d.name), "{} twice", d.name);
         }
     }
-}
-
-fn record_eventhubs(e: &EventHubsState) {
-    for partition in &e.assigned {
-        gauge!("defender_eventhubs_assigned", "partition" => partition.clone()).set(1.0);
-    }
-    for (partition, seq) in &e.committed {
-        gauge!("defender_eventhubs_checkpoint_sequence_number", "partition" => partition.clone()).set(*seq as f64);
-    }
-    gauge!("defender_eventhubs_connected").set(f64::from(u8::from(e.connected)));
-    counter!("defender_eventhubs_messages_total").absolute(e.messages);
-    counter!("defender_eventhubs_replayed_total").absolute(e.replayed);
-    counter!("defender_eventhubs_partition_losses_total").absolute(e.losses);
-    counter!("defender_eventhubs_checkpoint_errors_total").absolute(e.checkpoint_errors);
 }
