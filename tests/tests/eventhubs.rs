@@ -63,7 +63,16 @@ struct Setup {
     sas: String,
     config: PathBuf,
     archive: PathBuf,
+    _endpoint_log: EndpointLog,
+    /// Held for the whole test (see [`SERIAL`]); dropped last.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One test at a time in this binary: two at once made the helper's Rust SDK producer hang for
+/// its 60 s timeout in one of them (every time in three runs of two tests; never alone, and the
+/// endpoint logged nothing), which looks like SDK state shared by the per-call runtimes of the
+/// helper's `block_on`. Serial, the binary still takes about two minutes.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn unique(prefix: &str) -> String {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -75,6 +84,7 @@ fn checkpoints(args: &[&str]) -> String {
 }
 
 fn setup() -> Setup {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let hub = unique("hub");
     let hubs = EventHubs::start(dir.path(), &hub, PARTITIONS);
@@ -131,7 +141,8 @@ sentinel = true
         .unwrap();
     std::fs::write(&ca, &server.ca_pem).unwrap();
     write_config(&server.endpoint, &server.authority);
-    Setup { dir, runtime, server, hubs, container, sas, config, archive }
+    let _endpoint_log = EndpointLog(dir.path().join("eventhubs-server.log"));
+    Setup { dir, runtime, server, hubs, container, sas, config, archive, _endpoint_log, _serial }
 }
 
 impl Setup {
@@ -374,7 +385,6 @@ fn kill_9_at_random_moments_loses_nothing_and_archives_nothing_twice() {
     let s = setup();
     let mut next = 0;
     for (round, wait) in waits(0xe7e7, KILL_ROUNDS, 0, 3000).into_iter().enumerate() {
-        eprintln!("round {round}: producing");
         s.produce(next, next + 40);
         next += 40;
         // The same owner id each time (a pod restarted in place): it renews its own claims.
@@ -555,4 +565,20 @@ fn refused_credentials_fail_the_run_without_showing_the_key_or_the_sas() {
         }
     }
     s.runtime.block_on(s.server.stop());
+}
+
+/// Shows the tail of the endpoint's log when a test fails (its temporary directory goes away).
+struct EndpointLog(PathBuf);
+
+impl Drop for EndpointLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- tail of the Event Hubs endpoint's log ({}) ----", self.0.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
