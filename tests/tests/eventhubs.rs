@@ -314,14 +314,15 @@ fn delivers_to_both_sinks_and_checkpoints_where_keda_reads_with_lag_zero() {
     s.runtime.block_on(s.server.stop());
 }
 
-/// Not yet passing: Microsoft's Python event processor (azure-eventhub 5.15 with the Blob store)
-/// cannot list the local endpoint's partitions yet (its `get_partition_ids` fails with
-/// "list index out of range" on the `$management` reply, retried until the test's window ends),
-/// so it claims nothing; the endpoint's Python faithfulness is crates/eventhubs-server's work.
-/// Our daemon's half (checkpoints at the lower-cased paths, KEDA's lag) is proven by the test
-/// above. Run with `--ignored` once the endpoint answers Python.
+/// The cross-SDK proof: Microsoft's Python event processor (azure-eventhub 5.15 with
+/// azure-eventhub-checkpointstoreblob) on the same container and consumer group resumes exactly
+/// after our last durable event, and our daemon resumes exactly after the Python checkpoints.
+/// It passes alone (about 40 s, with the endpoint of ehserver 97e26d0); in a full run of this
+/// binary the helper's Rust SDK producer hung for its 60 s timeout in it once, as it did in other
+/// tests before they were serialised: ignored until that hang is understood, run it with
+/// `--ignored`.
 #[test]
-#[ignore = "the local endpoint does not answer the Python SDK's partition listing yet"]
+#[ignore = "passes alone; the helper's producer hung once in a full run (see the doc comment)"]
 fn python_resumes_after_our_checkpoints_and_we_resume_after_pythons() {
     let s = setup();
     s.produce(0, 40);
@@ -338,7 +339,6 @@ fn python_resumes_after_our_checkpoints_and_we_resume_after_pythons() {
     let out = s.dir.path().join("python.json");
     let cs = s.hubs.connection_string();
     let blob = infra("DI_AZURITE_BLOB");
-    eprintln!("blobs before python: {:?}", s.blobs());
     let said =
         checkpoints(&["consume", &cs, &blob, &s.container, s.hubs.namespace(), GROUP, "10", out.to_str().unwrap()]);
     eprintln!("python: {said}");

@@ -14,6 +14,7 @@
 //! - partition receivers with the selector filter (`filter.rs`), link credit, live tail and
 //!   owner levels (`com.microsoft:epoch`, `link.rs`); senders to the hub or a partition, single
 //!   messages and batches (message format `0x80013700`);
+//! - every performative written with all its fields (`pad.rs`), as the Python SDK needs;
 //! - an event log per partition (`store.rs`), appended and flushed before a send is settled and
 //!   reloaded at start.
 
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod filter;
 mod link;
 mod mgmt;
+pub mod pad;
 pub mod store;
 
 pub use auth::{Authority, sas_token};

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SaslAnonymousMechanism, SessionAcceptor,
+    SupportedReceiverSettleModes,
 };
 use fe2o3_amqp::link::delivery::Sendable;
-use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, LinkError, Role};
+use fe2o3_amqp::types::definitions::{self, AmqpError, ErrorCondition, LinkError, ReceiverSettleMode, Role};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::message::__private::{Deserializable, Serializable};
 use fe2o3_amqp::types::messaging::{Body, Message, MessageAnnotations, TargetArchetype};
@@ -96,13 +97,18 @@ pub(crate) fn error(condition: impl Into<ErrorCondition>, description: impl Into
 
 /// Serves one TCP connection.
 pub(crate) async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) -> anyhow::Result<()> {
+    // The service's open and begin values (a trace of them: vcabbage/amqp issue 43). They must
+    // not be fe2o3's defaults, which it encodes as null and the Python SDK cannot take as null
+    // (`_connection.py` compares max-frame-size, `session.py` counts handles against handle-max).
     let acceptor = ConnectionAcceptor::builder()
         .container_id("defender-eventhubs-server")
+        .max_frame_size(65_536)
+        .channel_max(4_999)
         .sasl_acceptor(SaslAnonymousMechanism::new())
         .build();
-    let mut conn = acceptor.accept(stream).await?;
+    let mut conn = acceptor.accept(crate::pad::PadStream::new(stream)).await?;
     let state = Arc::new(ConnState::default());
-    let sessions = SessionAcceptor::new();
+    let sessions = SessionAcceptor::builder().handle_max(255).incoming_window(5_000).outgoing_window(5_000).build();
     while let Some(incoming) = conn.next_incoming_session().await {
         let session = sessions.accept_incoming_session(incoming, &mut conn).await?;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +123,7 @@ enum Kind {
     /// Client sends requests to `$cbs` or `$management`.
     Requests { cbs: bool },
     /// Client receives replies from `$cbs` / `$management` at `address`.
-    Replies { address: String },
+    Replies { address: String, node: &'static str },
     /// Client publishes to a hub or one of its partitions.
     Publish { hub: Arc<Hub>, partition: Option<usize> },
     /// Client reads a partition.
@@ -126,14 +132,44 @@ enum Kind {
 
 async fn session_task(shared: Arc<Shared>, conn: Arc<ConnState>, mut session: ListenerSessionHandle, id: u64) {
     // Event Hubs Standard's limit; the Rust SDK sizes its batches from it (and fails without).
-    let links = LinkAcceptor::builder().max_message_size(MAX_MESSAGE_SIZE).build();
+    // Settlement mode `first` only, as the service: the Python producer asks for `second`
+    // (`_pyamqp/sender.py`) and waits for a settled disposition, which `second` never sends.
+    let links = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+        .fallback_receiver_settle_mode(ReceiverSettleMode::First)
+        .build();
     while let Some(attach) = session.next_incoming_attach().await {
         let kind = classify(&shared, &conn, &attach);
         let name = attach.name.clone();
+        // A reply link is registered before its attach is answered: the client sends its first
+        // request as soon as it has the answer.
+        let mut reply = match &kind {
+            Ok(Kind::Replies { address, node }) => {
+                let link_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = mpsc::channel(16);
+                // By the reply-to address the Rust SDK sets, and by node for requests without
+                // one (Python's `_pyamqp/management_link.py` sets only the message id).
+                let keys = vec![(id, address.clone()), (id, node.to_string())];
+                for key in &keys {
+                    conn.replies.lock().unwrap().insert(key.clone(), (link_id, tx.clone()));
+                }
+                Some((link_id, keys, rx))
+            }
+            _ => None,
+        };
         let endpoint = match links.accept_incoming_attach(attach, &mut session).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!(error = %e, "attach failed");
+                if let Some((link_id, keys, _)) = reply.take() {
+                    let mut r = conn.replies.lock().unwrap();
+                    for key in keys {
+                        if r.get(&key).is_some_and(|(l, _)| *l == link_id) {
+                            r.remove(&key);
+                        }
+                    }
+                }
                 continue;
             }
         };
@@ -150,16 +186,16 @@ async fn session_task(shared: Arc<Shared>, conn: Arc<ConnState>, mut session: Li
                 let (shared, conn) = (shared.clone(), conn.clone());
                 tokio::spawn(async move { requests(shared, conn, r, id, cbs).await });
             }
-            (Ok(Kind::Replies { address }), LinkEndpoint::Sender(s)) => {
-                let link_id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = mpsc::channel(16);
-                conn.replies.lock().unwrap().insert((id, address.clone()), (link_id, tx));
+            (Ok(Kind::Replies { .. }), LinkEndpoint::Sender(s)) if reply.is_some() => {
+                let (link_id, keys, rx) = reply.take().unwrap();
                 let conn = conn.clone();
                 tokio::spawn(async move {
                     replies(s, rx).await;
                     let mut r = conn.replies.lock().unwrap();
-                    if r.get(&(id, address.clone())).is_some_and(|(l, _)| *l == link_id) {
-                        r.remove(&(id, address));
+                    for key in keys {
+                        if r.get(&key).is_some_and(|(l, _)| *l == link_id) {
+                            r.remove(&key);
+                        }
                     }
                 });
             }
@@ -215,7 +251,8 @@ fn classify(shared: &Shared, conn: &ConnState, attach: &Attach) -> Result<Kind, 
                     Some(TargetArchetype::Target(t)) => t.address.clone(),
                     _ => None,
                 };
-                Ok(Kind::Replies { address: reply_to.unwrap_or_default() })
+                let node = if cbs { "$cbs" } else { "$management" };
+                Ok(Kind::Replies { address: reply_to.unwrap_or_default(), node })
             }
         };
     }
@@ -305,7 +342,11 @@ async fn requests(shared: Arc<Shared>, conn: Arc<ConnState>, mut r: Receiver, se
             break;
         }
         let request = delivery.into_message();
-        let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone()).unwrap_or_default();
+        let reply_to = request
+            .properties
+            .as_ref()
+            .and_then(|p| p.reply_to.clone())
+            .unwrap_or_else(|| if cbs { "$cbs" } else { "$management" }.to_string());
         let reply = if cbs {
             crate::mgmt::put_token(&shared, &conn, &request)
         } else {
