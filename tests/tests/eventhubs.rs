@@ -63,7 +63,16 @@ struct Setup {
     sas: String,
     config: PathBuf,
     archive: PathBuf,
+    _endpoint_log: EndpointLog,
+    /// Held for the whole test (see [`SERIAL`]); dropped last.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One test at a time in this binary: two at once made the helper's Rust SDK producer hang for
+/// its 60 s timeout in one of them (every time in three runs of two tests; never alone, and the
+/// endpoint logged nothing), which looks like SDK state shared by the per-call runtimes of the
+/// helper's `block_on`. Serial, the binary still takes about two minutes.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn unique(prefix: &str) -> String {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -75,6 +84,7 @@ fn checkpoints(args: &[&str]) -> String {
 }
 
 fn setup() -> Setup {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let hub = unique("hub");
     let hubs = EventHubs::start(dir.path(), &hub, PARTITIONS);
@@ -131,7 +141,8 @@ sentinel = true
         .unwrap();
     std::fs::write(&ca, &server.ca_pem).unwrap();
     write_config(&server.endpoint, &server.authority);
-    Setup { dir, runtime, server, hubs, container, sas, config, archive }
+    let _endpoint_log = EndpointLog(dir.path().join("eventhubs-server.log"));
+    Setup { dir, runtime, server, hubs, container, sas, config, archive, _endpoint_log, _serial }
 }
 
 impl Setup {
@@ -281,6 +292,15 @@ fn delivers_to_both_sinks_and_checkpoints_where_keda_reads_with_lag_zero() {
     for p in 0..PARTITIONS {
         assert_eq!(s.keda_lag(p), 0, "partition {p}");
     }
+    // The operator's view: ready, four partitions owned, the checkpoints as gauges.
+    daemon.wait_ready(Duration::from_secs(10));
+    assert_eq!(daemon.metric("defender_eventhubs_assigned").len(), PARTITIONS as usize);
+    let gauges = daemon.metric("defender_eventhubs_checkpoint_sequence_number");
+    let end = s.last_enqueued();
+    for (p, seq) in &end {
+        let label = format!("partition=\"{}/{p}\"", s.hubs.hub());
+        assert_eq!(gauges.get(&label).copied(), Some(*seq as f64), "{gauges:?}");
+    }
     let blobs = s.blobs();
     assert!(blobs.keys().all(|b| b == &b.to_lowercase()), "blob names lower-cased: {blobs:?}");
     let ownership: Vec<_> = blobs.iter().filter(|(n, _)| n.contains("/ownership/")).collect();
@@ -294,14 +314,15 @@ fn delivers_to_both_sinks_and_checkpoints_where_keda_reads_with_lag_zero() {
     s.runtime.block_on(s.server.stop());
 }
 
-/// Not yet passing: Microsoft's Python event processor (azure-eventhub 5.15 with the Blob store)
-/// cannot list the local endpoint's partitions yet (its `get_partition_ids` fails with
-/// "list index out of range" on the `$management` reply, retried until the test's window ends),
-/// so it claims nothing; the endpoint's Python faithfulness is crates/eventhubs-server's work.
-/// Our daemon's half (checkpoints at the lower-cased paths, KEDA's lag) is proven by the test
-/// above. Run with `--ignored` once the endpoint answers Python.
+/// The cross-SDK proof: Microsoft's Python event processor (azure-eventhub 5.15 with
+/// azure-eventhub-checkpointstoreblob) on the same container and consumer group resumes exactly
+/// after our last durable event, and our daemon resumes exactly after the Python checkpoints.
+/// It passes alone (about 40 s, with the endpoint of ehserver 97e26d0); in a full run of this
+/// binary the helper's Rust SDK producer hung for its 60 s timeout in it once, as it did in other
+/// tests before they were serialised: ignored until that hang is understood, run it with
+/// `--ignored`.
 #[test]
-#[ignore = "the local endpoint does not answer the Python SDK's partition listing yet"]
+#[ignore = "passes alone; the helper's producer hung once in a full run (see the doc comment)"]
 fn python_resumes_after_our_checkpoints_and_we_resume_after_pythons() {
     let s = setup();
     s.produce(0, 40);
@@ -318,7 +339,6 @@ fn python_resumes_after_our_checkpoints_and_we_resume_after_pythons() {
     let out = s.dir.path().join("python.json");
     let cs = s.hubs.connection_string();
     let blob = infra("DI_AZURITE_BLOB");
-    eprintln!("blobs before python: {:?}", s.blobs());
     let said =
         checkpoints(&["consume", &cs, &blob, &s.container, s.hubs.namespace(), GROUP, "10", out.to_str().unwrap()]);
     eprintln!("python: {said}");
@@ -545,4 +565,20 @@ fn refused_credentials_fail_the_run_without_showing_the_key_or_the_sas() {
         }
     }
     s.runtime.block_on(s.server.stop());
+}
+
+/// Shows the tail of the endpoint's log when a test fails (its temporary directory goes away).
+struct EndpointLog(PathBuf);
+
+impl Drop for EndpointLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- tail of the Event Hubs endpoint's log ({}) ----", self.0.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
 }

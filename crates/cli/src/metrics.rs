@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use defender_core::{TableStats, health::Health};
 use defender_pipeline::Progress;
-use defender_sources::kafka::KafkaState;
+use defender_sources::{eventhubs::EventHubsState, kafka::KafkaState};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
@@ -95,6 +95,33 @@ pub const METRICS: &[Def] = &[
     def("defender_kafka_rebalances_total", Counter, NONE, "Partition assignments received."),
     def("defender_kafka_commit_errors_total", Counter, NONE, "Offset commits that failed."),
     def(
+        "defender_eventhubs_assigned",
+        Gauge,
+        PARTITION,
+        "1 for each Event Hubs partition this replica owns and reads.",
+    ),
+    def(
+        "defender_eventhubs_checkpoint_sequence_number",
+        Gauge,
+        PARTITION,
+        "Last sequence number checkpointed, per partition.",
+    ),
+    def(
+        "defender_eventhubs_connected",
+        Gauge,
+        NONE,
+        "1 while the event processor runs (namespace and checkpoint store reached).",
+    ),
+    def("defender_eventhubs_messages_total", Counter, NONE, "Events handed to the pipeline."),
+    def("defender_eventhubs_replayed_total", Counter, NONE, "Events sent again after a link recovery, skipped."),
+    def(
+        "defender_eventhubs_partition_losses_total",
+        Counter,
+        NONE,
+        "Partitions lost (to another replica, or a failed link).",
+    ),
+    def("defender_eventhubs_checkpoint_errors_total", Counter, NONE, "Checkpoint writes that failed."),
+    def(
         "defender_stage_silent_seconds",
         Gauge,
         &["stage"],
@@ -157,8 +184,18 @@ impl Exporter {
     }
 
     /// Mirrors the run's state into the recorder and renders the exposition.
-    pub fn render(&self, p: &Progress, kafka: Option<&KafkaState>, health: &Health, threshold: Duration) -> String {
+    pub fn render(
+        &self,
+        p: &Progress,
+        kafka: Option<&KafkaState>,
+        eventhubs: Option<&EventHubsState>,
+        health: &Health,
+        threshold: Duration,
+    ) -> String {
         record(p, kafka, health, threshold);
+        if let Some(e) = eventhubs {
+            record_eventhubs(e);
+        }
         self.0.render()
     }
 }
@@ -228,6 +265,20 @@ fn record(p: &Progress, kafka: Option<&KafkaState>, health: &Health, threshold: 
         gauge!("defender_sink_refused", "sink" => name).set(f64::from(u8::from(refused)));
     }
     gauge!("defender_uptime_seconds").set(p.elapsed.as_secs_f64());
+}
+
+fn record_eventhubs(e: &EventHubsState) {
+    for partition in &e.assigned {
+        gauge!("defender_eventhubs_assigned", "partition" => partition.clone()).set(1.0);
+    }
+    for (partition, seq) in &e.committed {
+        gauge!("defender_eventhubs_checkpoint_sequence_number", "partition" => partition.clone()).set(*seq as f64);
+    }
+    gauge!("defender_eventhubs_connected").set(f64::from(u8::from(e.connected)));
+    counter!("defender_eventhubs_messages_total").absolute(e.messages);
+    counter!("defender_eventhubs_replayed_total").absolute(e.replayed);
+    counter!("defender_eventhubs_partition_losses_total").absolute(e.losses);
+    counter!("defender_eventhubs_checkpoint_errors_total").absolute(e.checkpoint_errors);
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let show_progress = std::io::stderr().is_terminal() && !args.out.json;
     let endless = source.is_endless();
     let threshold = std::time::Duration::from_secs(config.service.liveness_threshold_seconds);
-    let status = Status::new(source.kafka_metrics(), options.health.clone(), threshold);
+    let status = Status::new(source.kafka_metrics(), source.eventhubs_metrics(), options.health.clone(), threshold);
     let status_in_progress = status.clone();
     let mut last_log = std::time::Instant::now();
     let progress = move |p: &Progress| {

@@ -27,7 +27,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use defender_core::health::Health;
 use defender_pipeline::Progress;
-use defender_sources::kafka::KafkaMetrics;
+use defender_sources::{eventhubs::EventHubsMetrics, kafka::KafkaMetrics};
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -40,6 +40,7 @@ use crate::metrics::Exporter;
 pub struct Status {
     last: Mutex<Progress>,
     kafka: Option<KafkaMetrics>,
+    eventhubs: Option<EventHubsMetrics>,
     health: Health,
     /// A stage working this long without progress fails liveness.
     threshold: Duration,
@@ -48,10 +49,16 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn new(kafka: Option<KafkaMetrics>, health: Health, threshold: Duration) -> Arc<Self> {
+    pub fn new(
+        kafka: Option<KafkaMetrics>,
+        eventhubs: Option<EventHubsMetrics>,
+        health: Health,
+        threshold: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             last: Mutex::new(Progress::default()),
             kafka,
+            eventhubs,
             health,
             threshold,
             stopping: AtomicBool::new(false),
@@ -81,6 +88,11 @@ impl Status {
         {
             return Err("no kafka broker connection up".into());
         }
+        if let Some(e) = &self.eventhubs
+            && !e.snapshot().connected
+        {
+            return Err("the event hubs processor is not running".into());
+        }
         let refused: Vec<String> = self
             .health
             .refused()
@@ -94,7 +106,8 @@ impl Status {
     pub fn metrics(&self) -> String {
         let p = self.last.lock().expect("status poisoned").clone();
         let kafka = self.kafka.as_ref().map(KafkaMetrics::snapshot);
-        self.exporter.render(&p, kafka.as_ref(), &self.health, self.threshold)
+        let eventhubs = self.eventhubs.as_ref().map(EventHubsMetrics::snapshot);
+        self.exporter.render(&p, kafka.as_ref(), eventhubs.as_ref(), &self.health, self.threshold)
     }
 }
 

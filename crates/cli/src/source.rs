@@ -155,6 +155,13 @@ impl Source {
         }
     }
 
+    pub fn eventhubs_metrics(&self) -> Option<eventhubs::EventHubsMetrics> {
+        match self {
+            Self::EventHubs(e) => Some(e.metrics()),
+            Self::Files(_) | Self::Kafka(_) => None,
+        }
+    }
+
     /// A source that runs until stopped (rather than to the end of its input).
     pub fn is_endless(&self) -> bool {
         matches!(self, Self::Kafka(_) | Self::EventHubs(_))
