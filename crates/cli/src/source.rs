@@ -158,7 +158,7 @@ impl Source {
     pub fn eventhubs_metrics(&self) -> Option<eventhubs::EventHubsMetrics> {
         match self {
             Self::EventHubs(e) => Some(e.metrics()),
-            Self::Files(_) | Self::Kafka(_) => None,
+            Self::Files(_) | Self::Kafka(_) | Self::History(_) => None,
         }
     }
 
