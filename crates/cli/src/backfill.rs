@@ -4,37 +4,99 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
 use clap::Args;
 use defender_core::Catalog;
 use defender_pipeline::Progress;
 use defender_sinks::{ArchiveSink, store};
-use defender_sources::backfill::{self, BackfillSource, Job, Kind, Selection, handoff};
+use defender_sources::backfill::{self, BackfillSource, Job, Selection, handoff};
 use tokio::sync::watch;
 
 use crate::{config, report, run};
 
+/// `--capture`/`--storage` and their window: the history `backfill` reads and `estimate` prices.
 #[derive(Debug, Args)]
-pub struct BackfillArgs {
+pub struct HistoryArgs {
     /// Event Hubs Capture files (`.avro`): a directory, az://container/prefix or abfss:// URL
     /// (credentials as for the archive).
     /// Without --capture and --storage: the config's [source.capture] or [source.storage].
     #[arg(long, conflicts_with = "storage")]
-    capture: Option<String>,
+    pub capture: Option<String>,
     /// The Streaming API's storage-account export (`insights-logs-advancedhunting-<table>/
     /// .../PT1H.json`): a directory or URL holding the containers (or one container).
     #[arg(long)]
-    storage: Option<String>,
+    pub storage: Option<String>,
     /// Only files whose path time is at or after this (UTC: 2024-05-01 or 2024-05-01T10:00:00Z;
     /// storage: hours ending after it).
     #[arg(long)]
-    from: Option<String>,
+    pub from: Option<String>,
     /// Only files whose path time is before this (UTC).
     #[arg(long)]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Storage export: only these tables (their containers), comma-separated.
     #[arg(long, value_delimiter = ',')]
-    tables: Vec<String>,
+    pub tables: Vec<String>,
+}
+
+impl HistoryArgs {
+    /// Whether a history location was given on the command line.
+    pub fn located(&self) -> bool {
+        self.capture.is_some() || self.storage.is_some()
+    }
+
+    /// Makes the flags `config`'s history source: --capture or --storage replaces the config's
+    /// source (with the window of the flags only); without them, --from, --to and --tables
+    /// override those of the config's [source.capture] or [source.storage]. Checked as the
+    /// config is, errors naming the flags.
+    pub fn apply(&self, config: &mut defender_config::Config) -> anyhow::Result<()> {
+        use defender_config::history::{CaptureSection, StorageSection};
+        let window_given = self.from.is_some() || self.to.is_some() || !self.tables.is_empty();
+        if self.located() {
+            config.source = Default::default();
+        }
+        let tables = (!self.tables.is_empty()).then(|| self.tables.clone());
+        let source = &mut config.source;
+        match (&self.capture, &self.storage) {
+            (Some(location), _) => {
+                source.capture =
+                    Some(CaptureSection { location: location.clone(), from: None, to: None, parallel: None })
+            }
+            (None, Some(location)) => {
+                let location = location.clone();
+                source.storage = Some(StorageSection { location, from: None, to: None, tables: vec![], parallel: None })
+            }
+            (None, None) if window_given && source.capture.is_none() && source.storage.is_none() => {
+                bail!(
+                    "--from, --to and --tables go with --capture or --storage (or a config's [source.capture] or [source.storage])"
+                )
+            }
+            (None, None) => {}
+        }
+        if let Some(c) = &mut source.capture {
+            if tables.is_some() {
+                bail!("--tables picks storage-export containers: it goes with --storage");
+            }
+            c.from = self.from.clone().or(c.from.take());
+            c.to = self.to.clone().or(c.to.take());
+        }
+        if let Some(s) = &mut source.storage {
+            s.from = self.from.clone().or(s.from.take());
+            s.to = self.to.clone().or(s.to.take());
+            if let Some(t) = tables {
+                s.tables = t;
+            }
+        }
+        // The window's checks, with the flags' names.
+        source.history().map_err(|e| {
+            anyhow::anyhow!("{}", e.to_string().replace("source.capture.", "--").replace("source.storage.", "--"))
+        })?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    history: HistoryArgs,
     /// Files read at once (default: the decode workers).
     #[arg(long)]
     parallel: Option<usize>,
@@ -127,10 +189,6 @@ impl Reporter {
     }
 }
 
-fn time(arg: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
-    defender_config::history::parse_time(arg, value).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// The live source `--then-checkpoint` names.
 fn live_source(path: &std::path::Path) -> anyhow::Result<handoff::LiveSource> {
     let live = config::load(path)?;
@@ -164,15 +222,11 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         None => defender_config::Config::default(),
     };
     // The flags, or else the config's [source.capture] / [source.storage] (flags win).
-    let configured = config.source.history()?;
-    let (kind, location, mut from, mut to, mut tables) = match (&args.capture, &args.storage, &configured) {
-        (Some(c), None, _) => (Kind::Capture, c.clone(), None, None, Vec::new()),
-        (None, Some(s), _) => (Kind::Storage, s.clone(), None, None, Vec::new()),
-        (None, None, Some(h)) => (h.kind, h.location.clone(), h.from, h.to, h.tables.clone()),
-        _ => bail!(
-            "give one of --capture LOCATION or --storage LOCATION (or a --config with [source.capture] or [source.storage])"
-        ),
-    };
+    args.history.apply(&mut config)?;
+    let configured = config.source.history()?.context(
+        "give one of --capture LOCATION or --storage LOCATION (or a --config with [source.capture] or [source.storage])",
+    )?;
+    let (kind, location) = (configured.kind, configured.location.clone());
     if !location.contains("://") && !std::path::Path::new(&location).is_dir() {
         bail!("--{} `{location}` is not a directory", kind.as_str());
     }
@@ -183,16 +237,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let archive = config.archive.as_ref().context("no archive: pass --archive or a --config with [archive]")?;
-    if let Some(v) = &args.from {
-        from = Some(time("--from", v)?);
-    }
-    if let Some(v) = &args.to {
-        to = Some(time("--to", v)?);
-    }
-    if !args.tables.is_empty() {
-        tables = args.tables.clone();
-    }
-    let selection = Selection { from, to, tables };
+    let selection = Selection { from: configured.from, to: configured.to, tables: configured.tables.clone() };
     let catalog = Arc::new(Catalog::embedded());
     let sentinel = run::sentinel_path(&config, &catalog)?;
     let input = store::open(&location).map_err(|e| anyhow::anyhow!("--{}: {e}", kind.as_str()))?;
@@ -200,7 +245,7 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     let archive_display = archive_location.display.clone();
     let sink = ArchiveSink::new(archive_location.clone(), config.archive_config());
     let mut options = config.pipeline_options();
-    let parallel = args.parallel.or(configured.as_ref().and_then(|h| h.parallel));
+    let parallel = args.parallel.or(configured.parallel);
     let parallel = parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
     let live = args.then_checkpoint.as_deref().map(live_source).transpose()?;
     let terminal = std::io::stderr().is_terminal();

@@ -22,22 +22,9 @@ pub struct EstimateArgs {
     /// Sample files or globs; replaces `source.files.paths`.
     #[arg(long, num_args = 1.., conflicts_with_all = ["capture", "storage"])]
     input: Vec<String>,
-    /// Price history: Event Hubs Capture files (`.avro`), a directory or URL as for `backfill`;
-    /// replaces the config's source.
-    #[arg(long, conflicts_with = "storage")]
-    capture: Option<String>,
-    /// Price history: the storage-account export (`PT1H.json` blobs), as for `backfill`.
-    #[arg(long)]
-    storage: Option<String>,
-    /// With --capture/--storage: only files whose path time is at or after this (UTC).
-    #[arg(long)]
-    from: Option<String>,
-    /// With --capture/--storage: only files whose path time is before this (UTC).
-    #[arg(long)]
-    to: Option<String>,
-    /// With --storage: only these tables' containers, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    tables: Vec<String>,
+    /// Price history instead of the config's source: --capture/--storage with their window.
+    #[command(flatten)]
+    history: crate::backfill::HistoryArgs,
     /// Print the estimate as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -116,44 +103,18 @@ fn run_estimate(config: &Config, bound: Bound) -> anyhow::Result<Estimate> {
     Ok(estimate)
 }
 
-/// The config with `--capture`/`--storage` (and their window) as its source.
-fn history_config(args: &EstimateArgs) -> anyhow::Result<Config> {
-    use defender_config::history::{CaptureSection, StorageSection};
-    let mut config = match &args.config {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
-    };
-    let (from, to) = (args.from.clone(), args.to.clone());
-    config.source = Default::default();
-    match (&args.capture, &args.storage) {
-        (Some(location), _) => {
-            if !args.tables.is_empty() {
-                bail!("--tables picks storage-export containers: it goes with --storage");
-            }
-            let location = location.clone();
-            config.source.capture = Some(CaptureSection { location, from, to, parallel: None });
-        }
-        (None, Some(location)) => {
-            let (location, tables) = (location.clone(), args.tables.clone());
-            config.source.storage = Some(StorageSection { location, from, to, tables, parallel: None });
-        }
-        (None, None) => unreachable!("called with --capture or --storage"),
-    }
-    // The window's checks, with the flags' names.
-    config.source.history().map_err(|e| {
-        anyhow::anyhow!("{}", e.to_string().replace("source.capture.", "--").replace("source.storage.", "--"))
-    })?;
-    Ok(config)
-}
-
 pub fn estimate(args: EstimateArgs) -> anyhow::Result<ExitCode> {
-    let config = if args.capture.is_some() || args.storage.is_some() {
-        history_config(&args)?
+    let config = if args.history.located() {
+        let mut config = match &args.config {
+            Some(path) => config::load(path)?,
+            None => Config::default(),
+        };
+        args.history.apply(&mut config)?;
+        config
     } else {
-        if args.from.is_some() || args.to.is_some() || !args.tables.is_empty() {
-            bail!("--from, --to and --tables go with --capture or --storage");
-        }
-        config::resolve(args.config.as_deref(), &args.input, None, false)?
+        let mut config = config::resolve(args.config.as_deref(), &args.input, None, false)?;
+        args.history.apply(&mut config)?;
+        config
     };
     let estimate = run_estimate(&config, Bound { duration: args.duration, max_records: args.max_records })?;
     if let Some(path) = &args.html {
