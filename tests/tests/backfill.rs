@@ -281,7 +281,7 @@ fn storage_blobs(root: &Path, lines: &str) -> BTreeMap<String, Vec<(u64, String)
 #[test]
 fn kill_9_then_the_same_command_archives_every_record_once_and_rereads_only_what_was_not_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let (generated, ledger) = generate(dir.path(), 30_000, true);
+    let (generated, ledger) = generate(dir.path(), 60_000, true);
     let input = dir.path().join("export");
     let blobs = storage_blobs(&input, &std::fs::read_to_string(generated).unwrap());
     let archive = dir.path().join("archive");
