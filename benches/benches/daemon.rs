@@ -157,8 +157,8 @@ fn kafka_run(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)]) -> Run {
 /// When the group's commits were read, and what they were.
 type Sample = (Instant, BTreeMap<i32, i64>);
 
-/// p50 and p99 (seconds) of produce → committed at `rate` bytes per second.
-fn latency(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)], rate: f64) -> (f64, f64, usize) {
+/// Produce → committed at `rate` bytes per second: p50, p99, and the daemon's epoch times.
+fn latency(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)], rate: f64) -> Latency {
     let topic = kafka::unique("latency");
     kafka::create_topic(&topic, PARTITIONS);
     let config = write_config(dir, "latency", &topic, server);
@@ -224,10 +224,36 @@ fn latency(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)], rate: f64) 
         }
     }
     assert_eq!(latencies.len(), produced.len(), "every message committed");
+    let epochs = daemon.get("/metrics").map(|(_, body)| epoch_seconds(&body)).unwrap_or_default();
     daemon.terminate(Duration::from_secs(60));
     latencies.sort_by(f64::total_cmp);
     let q = |f: f64| latencies[((latencies.len() as f64 * f) as usize).min(latencies.len() - 1)];
-    (q(0.5), q(0.99), latencies.len())
+    Latency { p50: q(0.5), p99: q(0.99), messages: latencies.len(), epochs }
+}
+
+/// Produced → committed at half load, and the daemon's own part of it.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    messages: usize,
+    /// From the daemon's `defender_batch_seconds` (an epoch's cut → durable in every sink):
+    /// (epochs, mean seconds, the bucket bounds with the share of epochs at or below each).
+    epochs: (u64, f64, Vec<(String, f64)>),
+}
+
+/// The batch-time histogram of a Prometheus exposition: count, mean, cumulative shares.
+fn epoch_seconds(exposition: &str) -> (u64, f64, Vec<(String, f64)>) {
+    let name = "defender_batch_seconds";
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let find = |suffix: &str| exposition.lines().find(|l| l.starts_with(&format!("{name}{suffix} "))).map(value);
+    let count = find("_count").unwrap_or(0.0);
+    let sum = find("_sum").unwrap_or(0.0);
+    let buckets = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|rest| rest.split_once('"').map(|(le, _)| (le.to_string(), value(rest) / count.max(1.0))))
+        .collect();
+    (count as u64, sum / count.max(1.0), buckets)
 }
 
 /// Peak RSS (MiB) of the daemon while Sentinel answers 503 and the corpus arrives at full speed.
@@ -291,11 +317,17 @@ fn main() {
         );
     }
     let half = bytes as f64 / kafka_path.wall / 2.0;
-    let (p50, p99, n) = latency(&dir, &server, &messages, half);
+    let l = latency(&dir, &server, &messages, half);
     println!(
-        "latency at half load ({:.1} MB/s, {LATENCY_SECONDS} s, {n} messages), produced → committed: p50 {p50:.2} s, p99 {p99:.2} s",
-        half / 1e6
+        "latency at half load ({:.1} MB/s, {LATENCY_SECONDS} s, {} messages), produced → committed: p50 {:.2} s, p99 {:.2} s",
+        half / 1e6,
+        l.messages,
+        l.p50,
+        l.p99
     );
+    let (epochs, mean, buckets) = &l.epochs;
+    let shares: Vec<String> = buckets.iter().map(|(le, share)| format!("≤{le} s: {:.0}%", share * 100.0)).collect();
+    println!("  of which epoch cut → durable in every sink ({epochs} epochs): mean {mean:.2} s; {}", shares.join(", "));
     let (during, after) = outage(&dir, &messages);
     println!(
         "RSS while Sentinel answers 503 for {OUTAGE_SECONDS} s and {input_mb:.0} MB arrive: max {during:.0} MiB; \

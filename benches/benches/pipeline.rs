@@ -4,15 +4,20 @@
 //! parse the rows, so its JSON parsing is not what is measured). For 1 and then 2 workers
 //! (tokio worker threads, CPU pool and files read at once): decode only (the baseline of each
 //! row), archive only, Sentinel only, both. Reports MB/s of input, busy cores (the bench's CPU
-//! seconds per wall second) and MB/s per busy core, the server's CPU apart, and peak RSS.
+//! seconds per wall second) and MB/s per busy core, the server's CPU apart, and the peak RSS of
+//! each row's runs (VmHWM reset before them).
 //!
 //! Run: `cargo build --release -p defender-ingestion-server && cargo bench -p defender-benches
 //! --bench pipeline` (a few minutes; prints a table). `DI_SERVER_BIN` overrides the server's
 //! path.
+//!
+//! For a profile of one run, `DI_BENCH_ONLY=both` (a word of the run's name: `decode`,
+//! `archive`, `Sentinel`, `both`) and `DI_BENCH_WORKERS=1` pick it and `DI_BENCH_REPEAT=5` runs it
+//! that many times, e.g. under `perf record -e cpu-clock`.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
-use defender_benches::{SERVER_CLIENT, SERVER_SECRET, SERVER_TENANT, Server, cpu_seconds, memory_mib};
+use defender_benches::{SERVER_CLIENT, SERVER_SECRET, SERVER_TENANT, Server, cpu_seconds, memory_mib, reset_peak_rss};
 use defender_core::Catalog;
 use defender_gen::{GenOptions, Target};
 use defender_pipeline::{PipelineOptions, Policy, SentinelPath, policy::TableSettings};
@@ -99,11 +104,25 @@ fn main() {
     let mb = bytes as f64 / 1e6;
     println!("input: {mb:.0} MB of Event Hubs messages ({}), {} files", TABLES.join(", "), files.len());
     println!(
-        "{:<8} {:<42} {:>8} {:>8} {:>6} {:>10} {:>8} {:>11}",
-        "workers", "run (best of 2)", "seconds", "MB/s", "ratio", "busy cores", "MB/s/core", "server CPU s"
+        "{:<8} {:<42} {:>8} {:>8} {:>6} {:>10} {:>8} {:>11} {:>12}",
+        "workers",
+        "run (best of 2)",
+        "seconds",
+        "MB/s",
+        "ratio",
+        "busy cores",
+        "MB/s/core",
+        "server CPU s",
+        "peak RSS MiB"
     );
+    let only = std::env::var("DI_BENCH_ONLY").ok();
+    let worker_counts: Vec<usize> = match std::env::var("DI_BENCH_WORKERS") {
+        Ok(w) => vec![w.parse().expect("DI_BENCH_WORKERS: a number of workers")],
+        Err(_) => vec![1, 2],
+    };
+    let repeat: usize = std::env::var("DI_BENCH_REPEAT").map_or(2, |r| r.parse().expect("DI_BENCH_REPEAT: a count"));
     let mut rates = BTreeMap::new();
-    for workers in [1, 2] {
+    for workers in worker_counts {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
         let mut baseline = 0.0;
         for (name, sentinel, archive_on) in [
@@ -112,8 +131,13 @@ fn main() {
             ("Sentinel: gzip bodies to the server", true, false),
             ("both destinations", true, true),
         ] {
+            if only.as_deref().is_some_and(|o| !name.contains(o)) {
+                continue;
+            }
             let mut best = (f64::MAX, 0.0, 0.0);
-            for _ in 0..2 {
+            // The peak resident memory of the runs of this row (the corpus is on disk).
+            let peak_known = reset_peak_rss();
+            for _ in 0..repeat {
                 let (cpu, server_cpu) = (cpu_seconds("self"), cpu_seconds(&server_pid));
                 let wall = runtime.block_on(once(
                     &catalog,
@@ -128,6 +152,7 @@ fn main() {
                 }
             }
             let (wall, cpu, server_cpu) = best;
+            let peak = if peak_known { format!("{:.0}", memory_mib("self", "VmHWM")) } else { "-".into() };
             let rate = mb / wall;
             if baseline == 0.0 {
                 baseline = rate;
@@ -135,7 +160,7 @@ fn main() {
             let busy = cpu / wall;
             rates.insert((name, workers), rate);
             println!(
-                "{workers:<8} {name:<42} {wall:>8.2} {rate:>8.1} {:>5.2}x {busy:>10.2} {:>8.1} {server_cpu:>11.2}",
+                "{workers:<8} {name:<42} {wall:>8.2} {rate:>8.1} {:>5.2}x {busy:>10.2} {:>8.1} {server_cpu:>11.2} {peak:>12}",
                 rate / baseline,
                 mb / cpu,
             );
@@ -143,7 +168,8 @@ fn main() {
     }
     println!("scaling from 1 to 2 workers:");
     for name in ["decode only (no destination): baseline", "both destinations"] {
-        println!("  {name:<42} {:.2}x", rates[&(name, 2)] / rates[&(name, 1)]);
+        if let (Some(two), Some(one)) = (rates.get(&(name, 2)), rates.get(&(name, 1))) {
+            println!("  {name:<42} {:.2}x", two / one);
+        }
     }
-    println!("peak RSS of the bench process: {:.0} MiB", memory_mib("self", "VmHWM"));
 }

@@ -96,6 +96,12 @@ pub fn memory_mib(pid: &str, field: &str) -> f64 {
     read_memory_mib(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Resets this process's `VmHWM` to its current RSS (Linux `clear_refs` 5), so that the next
+/// reading of it is the peak of what ran in between. False where the kernel refuses it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// [`memory_mib`], or None when the process is gone (or a zombie, which has no memory).
 pub fn read_memory_mib(pid: &str, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
