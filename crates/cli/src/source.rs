@@ -192,7 +192,7 @@ impl TokenProvider for EntraTokens {
 
 /// The Event Hubs source of `[source.eventhubs]`: credentials resolved from the environment
 /// (SAS minted from a connection string, or the Entra token sources the Sentinel sink uses).
-fn eventhubs_config(
+pub(crate) fn eventhubs_config(
     config: &Config,
     e: &defender_config::EventHubsSection,
     mode: Mode,
