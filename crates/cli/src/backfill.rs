@@ -62,7 +62,14 @@ impl HistoryArgs {
             }
             (None, Some(location)) => {
                 let location = location.clone();
-                source.storage = Some(StorageSection { location, from: None, to: None, tables: vec![], parallel: None })
+                source.storage = Some(StorageSection {
+                    location,
+                    from: None,
+                    to: None,
+                    tables: vec![],
+                    parallel: None,
+                    poll_interval_seconds: None,
+                })
             }
             (None, None) if window_given && source.capture.is_none() && source.storage.is_none() => {
                 bail!(

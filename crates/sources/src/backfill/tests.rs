@@ -24,6 +24,8 @@ async fn backfill(
     let job = Job::open(Kind::Storage, "test", archive, &Path::default()).await.unwrap();
     let (tx, mut rx) = mpsc::channel(4);
     let (io, _stop) = SourceIo::new(tx, crate::ByteBudget::new(1 << 20));
+    // The pipeline's part: what it received is durable (else the source waits for it).
+    let positions = io.positions.clone();
     let source = BackfillSource::new(Kind::Storage, store, inputs, job.clone()).with_parallel(2);
     let reading = tokio::spawn(source.run(io));
     let (mut names, mut got, mut durable) = (BTreeMap::new(), Vec::new(), BTreeMap::new());
@@ -36,6 +38,7 @@ async fn backfill(
                 for (o, b) in c.messages {
                     got.push((names[&c.partition].clone(), o, String::from_utf8(b.to_vec()).unwrap()));
                     durable.insert(c.partition, o);
+                    positions.set_durable(c.partition, o);
                 }
             }
             _ => {}
