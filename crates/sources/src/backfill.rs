@@ -498,28 +498,34 @@ impl BackfillSource {
         Ok(())
     }
 
-    /// Waits until everything sent is durable, saving each time more of it is; gives up when
-    /// stopped or when nothing became durable for `patience`. True when all is durable.
+    /// Waits until everything sent is durable, saving as more of it is (every `save_every`, and
+    /// once all is); gives up when stopped or when nothing became durable for `patience`. True
+    /// when all is durable (and saved: a polling source's next pass starts from there).
     async fn settle(
         &self,
         positions: &crate::Positions,
         stop: &tokio::sync::watch::Receiver<bool>,
         patience: Option<Duration>,
     ) -> Result<bool, SourceError> {
-        let mut timer = tokio::time::interval(self.save_every.min(Duration::from_millis(200)));
+        let mut check = tokio::time::interval(self.save_every.min(Duration::from_millis(200)));
         let (mut seen, mut moved) = (positions.durable_all(), std::time::Instant::now());
+        let (mut unsaved, mut saved_at) = (true, std::time::Instant::now());
         loop {
-            if self.job.all_durable(&seen) {
+            let all = self.job.all_durable(&seen);
+            if unsaved && (all || saved_at.elapsed() >= self.save_every) {
+                self.save(positions).await?;
+                (unsaved, saved_at) = (false, std::time::Instant::now());
+            }
+            if all {
                 return Ok(true);
             }
             if *stop.borrow() || patience.is_some_and(|p| moved.elapsed() >= p) {
                 return Ok(false);
             }
-            timer.tick().await;
+            check.tick().await;
             let now = positions.durable_all();
             if now != seen {
-                (seen, moved) = (now, std::time::Instant::now());
-                self.save(positions).await?;
+                (seen, moved, unsaved) = (now, std::time::Instant::now(), true);
             }
         }
     }

@@ -206,6 +206,45 @@ mod tests {
         assert_eq!(partition_of("3/2024/05/01/10/00/00.avro").0, "", "no namespace in the path");
     }
 
+    fn live(namespace: &str, hub: &str) -> LiveSource {
+        use crate::eventhubs::{BlobAuth, ConnectionString, SasCredential};
+        let cs =
+            ConnectionString::parse(&format!("Endpoint=sb://{namespace}/;SharedAccessKeyName=k;SharedAccessKey=a2V5"))
+                .unwrap();
+        let credential = std::sync::Arc::new(SasCredential::new(&cs, namespace, hub));
+        let url = "http://127.0.0.1:9/c".parse().unwrap();
+        LiveSource::EventHubs(Box::new(EventHubsConfig::new(
+            namespace,
+            hub,
+            credential,
+            url,
+            BlobAuth::Sas("s".into()),
+        )))
+    }
+
+    fn inputs(paths: &[&str]) -> Vec<Input> {
+        paths.iter().map(|p| Input { name: (*p).into(), path: (*p).into(), size: 1, time: None }).collect()
+    }
+
+    #[test]
+    fn only_capture_files_of_the_live_namespace_and_hub_are_handed_off() {
+        let live = live("Contoso.servicebus.windows.net", "Defender");
+        let ok =
+            inputs(&["contoso/defender/0/2024/05/01/10/00/00.avro", "CONTOSO/DEFENDER/1/2024/05/01/10/00/00.avro"]);
+        assert_eq!(check_hub(&live, &ok), Ok(()), "case-insensitive, the namespace's first label");
+        let other = inputs(&["fabrikam/defender/0/2024/05/01/10/00/00.avro"]);
+        assert!(
+            matches!(check_hub(&live, &other), Err(HandoffError::OtherHub { captured, .. }) if captured == "fabrikam/defender")
+        );
+        let short = inputs(&["0/2024/05/01/10/00/00.avro"]);
+        assert!(matches!(check_hub(&live, &short), Err(HandoffError::UnknownHub { .. })));
+        assert_eq!(
+            check_hub(&LiveSource::Kafka { group: "g".into() }, &other),
+            Ok(()),
+            "Kafka is refused later, with its reason"
+        );
+    }
+
     #[test]
     fn captures_namespace_is_the_first_label_of_the_fqdn() {
         assert_eq!(namespace_name("Contoso.servicebus.windows.net"), "Contoso");
