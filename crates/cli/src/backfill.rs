@@ -11,7 +11,7 @@ use defender_sinks::{ArchiveSink, store};
 use defender_sources::backfill::{self, BackfillSource, Job, Selection, handoff};
 use tokio::sync::watch;
 
-use crate::{config, report, run};
+use crate::{config, report, run, source};
 
 /// `--capture`/`--storage` and their window: the history `backfill` reads and `estimate` prices.
 #[derive(Debug, Args)]
@@ -62,7 +62,14 @@ impl HistoryArgs {
             }
             (None, Some(location)) => {
                 let location = location.clone();
-                source.storage = Some(StorageSection { location, from: None, to: None, tables: vec![], parallel: None })
+                source.storage = Some(StorageSection {
+                    location,
+                    from: None,
+                    to: None,
+                    tables: vec![],
+                    parallel: None,
+                    poll_interval_seconds: None,
+                })
             }
             (None, None) if window_given && source.capture.is_none() && source.storage.is_none() => {
                 bail!(
@@ -189,20 +196,26 @@ impl Reporter {
     }
 }
 
-/// The live source `--then-checkpoint` names.
+/// The live source `--then-checkpoint` names: its `[source.eventhubs]` (checkpoints through the
+/// store and credentials the daemon uses) or `[source.kafka]` (refused once the backfill is done,
+/// after the last events are printed: see [`handoff`]).
 fn live_source(path: &std::path::Path) -> anyhow::Result<handoff::LiveSource> {
     let live = config::load(path)?;
+    if let Some(e) = &live.source.eventhubs {
+        let c = source::eventhubs_config(&live, e, source::Mode::Run)
+            .with_context(|| format!("--then-checkpoint {}", path.display()))?;
+        return Ok(handoff::LiveSource::EventHubs(Box::new(c)));
+    }
     match &live.source.kafka {
         Some(k) => Ok(handoff::LiveSource::Kafka { group: k.group.clone() }),
-        None => bail!(
-            "--then-checkpoint {}: no [source.kafka] in it (the Event Hubs AMQP source's checkpoints are not built yet)",
-            path.display()
-        ),
+        None => {
+            bail!("--then-checkpoint {}: expected a live source, [source.eventhubs] or [source.kafka]", path.display())
+        }
     }
 }
 
 /// Prints, per partition, the last archived event, then hands it to the live source's
-/// checkpoint writer.
+/// checkpoint writer and prints what it did.
 async fn hand_off(job: &Job, inputs: &[backfill::Input], live: &handoff::LiveSource) -> anyhow::Result<()> {
     let positions = handoff::captured_positions(job, inputs)?;
     for p in &positions {
@@ -212,7 +225,20 @@ async fn hand_off(job: &Job, inputs: &[backfill::Input], live: &handoff::LiveSou
         });
         eprintln!("{line}");
     }
-    handoff::write_checkpoints(live, &positions).await?;
+    for (p, outcome) in handoff::write_checkpoints(live, &positions).await? {
+        let mut line = serde_json::json!({
+            "checkpoint": "eventhubs", "partition_id": p.partition_id,
+            "sequence_number": p.sequence_number, "offset": p.offset,
+        });
+        line["result"] = match outcome {
+            handoff::Outcome::Written => "written".into(),
+            handoff::Outcome::Ahead { sequence_number } => {
+                line["existing_sequence_number"] = sequence_number.into();
+                "kept: the existing checkpoint is already past the captured event".into()
+            }
+        };
+        eprintln!("{line}");
+    }
     Ok(())
 }
 
@@ -258,8 +284,13 @@ pub fn backfill(args: BackfillArgs) -> anyhow::Result<ExitCode> {
     }
     let save_every = std::time::Duration::from_secs_f64(args.save_interval);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let live_hub = live.as_ref();
     let result = runtime.block_on(async move {
         let inputs = backfill::list(kind, input.store.as_ref(), &input.prefix, &selection).await?;
+        // Refused before anything is read: a hand-off to another event hub cannot be right.
+        if let Some(live) = live_hub {
+            handoff::check_hub(live, &inputs)?;
+        }
         let listed = inputs.clone();
         let job = Job::open(kind, &input.display, archive_location.store.clone(), &archive_location.prefix).await?;
         let before = job.counts();

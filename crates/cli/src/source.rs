@@ -40,6 +40,8 @@ pub struct HistorySource {
     archive: Option<store::Location>,
     parallel: usize,
     job: Arc<OnceLock<Job>>,
+    /// `run` over `[source.storage]` with `poll_interval_seconds`: list again this often.
+    poll: Option<Duration>,
 }
 
 impl HistorySource {
@@ -60,7 +62,12 @@ impl HistorySource {
         let bytes: u64 = inputs.iter().map(|i| i.size).sum();
         tracing::info!(kind = h.kind.as_str(), files = inputs.len(), bytes, progress = %job.path(), "history listed");
         let _ = self.job.set(job.clone());
-        BackfillSource::new(h.kind, self.input.store.clone(), inputs, job).with_parallel(self.parallel).run(io).await
+        let mut source =
+            BackfillSource::new(h.kind, self.input.store.clone(), inputs, job).with_parallel(self.parallel);
+        if let Some(every) = self.poll {
+            source = source.polling(self.input.prefix.clone(), selection, every);
+        }
+        source.run(io).await
     }
 }
 
@@ -86,7 +93,9 @@ impl Source {
                 _ => None,
             };
             let parallel = history.parallel.unwrap_or(config.pipeline.cpu_workers).max(1);
-            return Ok(Self::History(HistorySource { history, input, archive, parallel, job: Arc::default() }));
+            // Only a run follows the export; an estimate prices what is there.
+            let poll = history.poll_interval.filter(|_| mode == Mode::Run);
+            return Ok(Self::History(HistorySource { history, input, archive, parallel, job: Arc::default(), poll }));
         }
         if let Some(files) = &config.source.files {
             // As many files at once as there are decode workers: file runs decode in parallel.
@@ -140,7 +149,12 @@ impl Source {
                 let c = k.config();
                 format!("kafka topics {:?} at {} (group {})", c.topics, c.bootstrap, c.group_id)
             }
-            Self::History(h) => format!("{} history at {}", h.history.kind.as_str(), h.input.display),
+            Self::History(h) => match h.poll {
+                Some(every) => {
+                    format!("{} export at {} (listed again every {every:?})", h.history.kind.as_str(), h.input.display)
+                }
+                None => format!("{} history at {}", h.history.kind.as_str(), h.input.display),
+            },
             Self::EventHubs(e) => {
                 let c = e.config();
                 format!("event hub {} of {} (consumer group {})", c.event_hub, c.namespace, c.consumer_group)
@@ -164,7 +178,11 @@ impl Source {
 
     /// A source that runs until stopped (rather than to the end of its input).
     pub fn is_endless(&self) -> bool {
-        matches!(self, Self::Kafka(_) | Self::EventHubs(_))
+        match self {
+            Self::Kafka(_) | Self::EventHubs(_) => true,
+            Self::History(h) => h.poll.is_some(),
+            Self::Files(_) => false,
+        }
     }
 
     pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
@@ -192,7 +210,7 @@ impl TokenProvider for EntraTokens {
 
 /// The Event Hubs source of `[source.eventhubs]`: credentials resolved from the environment
 /// (SAS minted from a connection string, or the Entra token sources the Sentinel sink uses).
-fn eventhubs_config(
+pub(crate) fn eventhubs_config(
     config: &Config,
     e: &defender_config::EventHubsSection,
     mode: Mode,

@@ -9,7 +9,14 @@
 //! to = "2024-05-08T00:00:00Z"     # optional, as `backfill --to`
 //! tables = ["DeviceInfo"]         # storage export only: these tables' containers (default: all)
 //! # parallel = 2                  # files read at once (default: pipeline.cpu_workers)
+//! # poll_interval_seconds = 60    # storage export in `run` only: keep reading as the blobs grow
 //! ```
+//!
+//! Without `poll_interval_seconds`, `run` reads what is there and exits (`backfill` and
+//! `estimate` always do). With it, `run` is a live source for tenants who export to storage
+//! instead of Event Hubs: it lists the containers again every interval and reads the new
+//! complete lines of grown blobs and new blobs, until stopped. `to` ends a window, which a
+//! source that follows the export never reaches: the two together are refused.
 
 use defender_sources::backfill::Kind;
 use serde::Deserialize;
@@ -36,6 +43,8 @@ pub struct StorageSection {
     #[serde(default)]
     pub tables: Vec<String>,
     pub parallel: Option<usize>,
+    /// Seconds between two listings in `run` (absent: read to the end and exit).
+    pub poll_interval_seconds: Option<f64>,
 }
 
 /// A history source as `run` reads it, whichever section named it.
@@ -47,6 +56,8 @@ pub struct History {
     pub to: Option<chrono::DateTime<chrono::Utc>>,
     pub tables: Vec<String>,
     pub parallel: Option<usize>,
+    /// Storage export in `run`: list again this often and keep reading (None: read to the end).
+    pub poll_interval: Option<std::time::Duration>,
 }
 
 /// A UTC time as `--from`/`--to` and the sections take it: RFC 3339, `YYYY-MM-DDTHH:MM:SS`
@@ -93,7 +104,15 @@ fn history(
     {
         invalid!("`{}` is not before `{}`: the window is empty", at("from"), at("to"));
     }
-    Ok(History { kind, location: location.to_string(), from, to, tables: tables.to_vec(), parallel })
+    Ok(History {
+        kind,
+        location: location.to_string(),
+        from,
+        to,
+        tables: tables.to_vec(),
+        parallel,
+        poll_interval: None,
+    })
 }
 
 impl CaptureSection {
@@ -108,6 +127,20 @@ impl StorageSection {
             invalid!("`source.storage.tables` holds an empty name");
         }
         let (from, to) = (self.from.as_deref(), self.to.as_deref());
-        history(Kind::Storage, &self.location, from, to, &self.tables, self.parallel)
+        let mut h = history(Kind::Storage, &self.location, from, to, &self.tables, self.parallel)?;
+        if let Some(seconds) = self.poll_interval_seconds {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                invalid!("`source.storage.poll_interval_seconds`: expected a number of seconds above 0, got {seconds}");
+            }
+            if self.to.is_some() {
+                invalid!(
+                    "`source.storage.poll_interval_seconds` and `source.storage.to` are both set: a polling source \
+                     follows the export as it grows and never reaches the end of a window; drop `to` (or the poll \
+                     interval, to read the window once)"
+                );
+            }
+            h.poll_interval = Some(std::time::Duration::from_secs_f64(seconds));
+        }
+        Ok(h)
     }
 }

@@ -343,6 +343,29 @@ fn history_sections_are_one_source_with_their_window_checked_by_key() {
     assert_eq!(err, "[source.files] and [source.capture] are both set: a run reads exactly one source");
 }
 
+#[test]
+fn a_storage_poll_interval_is_seconds_above_zero_and_has_no_window_end() {
+    use std::time::Duration;
+    let parse = |extra: &str| Config::parse(&format!("[source.storage]\nlocation = \"/d\"\n{extra}\n"));
+    let h = |c: Config| c.source.history().unwrap().unwrap();
+    assert_eq!(h(parse("").unwrap()).poll_interval, None, "absent: read to the end");
+    assert_eq!(h(parse("poll_interval_seconds = 30").unwrap()).poll_interval, Some(Duration::from_secs(30)));
+    assert_eq!(h(parse("poll_interval_seconds = 0.5").unwrap()).poll_interval, Some(Duration::from_millis(500)));
+    for bad in ["0", "-1", "nan"] {
+        let err = parse(&format!("poll_interval_seconds = {bad}")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("`source.storage.poll_interval_seconds`: expected a number of seconds above 0"),
+            "{err}"
+        );
+    }
+    let err = parse("poll_interval_seconds = \"30s\"").unwrap_err().to_string();
+    assert!(err.contains("poll_interval_seconds"), "{err}");
+    let err = parse("poll_interval_seconds = 30\nto = \"2024-05-01\"").unwrap_err().to_string();
+    assert!(err.contains("are both set: a polling source"), "{err}");
+    let err = Config::parse("[source.capture]\nlocation = \"/d\"\npoll_interval_seconds = 30\n").unwrap_err();
+    assert!(err.to_string().contains("poll_interval_seconds"), "storage's only: {err}");
+}
+
 const EVENTHUBS: &str = "[source.eventhubs]\nnamespace = \"contoso.servicebus.windows.net\"\nevent_hub = \"defender\"\n\
     checkpoint_container = \"https://acct.blob.core.windows.net/checkpoints\"\n";
 

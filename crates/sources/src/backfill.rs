@@ -177,6 +177,9 @@ struct JobState {
     files: BTreeMap<String, FileProgress>,
     /// This run's partitions: partition → name, and what the reader did.
     running: BTreeMap<u32, Running>,
+    /// The partition number of each input this run has read, so that a polling source reads a
+    /// blob that grew as the same partition again.
+    numbers: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -243,7 +246,7 @@ impl Job {
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(err(e)),
         }
-        let state = Mutex::new(JobState { files, running: BTreeMap::new() });
+        let state = Mutex::new(JobState { files, ..Default::default() });
         Ok(Self(Arc::new(JobInner {
             store: archive,
             path,
@@ -303,6 +306,13 @@ impl Job {
     fn all_durable(&self, durable: &BTreeMap<u32, i64>) -> bool {
         let s = self.state();
         s.running.iter().all(|(p, r)| r.last_sent.is_none_or(|l| durable.get(p).is_some_and(|d| *d >= l)))
+    }
+
+    /// The partition number of input `name` in this run: the next free one the first time.
+    fn number(&self, name: &str) -> u32 {
+        let mut s = self.state();
+        let next = s.numbers.len() as u32;
+        *s.numbers.entry(name.to_string()).or_insert(next)
     }
 
     fn progress(&self, name: &str) -> FileProgress {
@@ -367,11 +377,29 @@ pub struct BackfillSource {
     job: Job,
     parallel: usize,
     save_every: Duration,
+    poll: Option<Poll>,
+}
+
+/// A storage-export source that follows the export: lists `prefix` again every `every`.
+#[derive(Debug, Clone)]
+struct Poll {
+    prefix: Path,
+    selection: Selection,
+    every: Duration,
 }
 
 impl BackfillSource {
     pub fn new(kind: Kind, store: Arc<dyn ObjectStore>, inputs: Vec<Input>, job: Job) -> Self {
-        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1, save_every: SAVE_EVERY }
+        Self { kind, store, inputs: Arc::new(inputs), job, parallel: 1, save_every: SAVE_EVERY, poll: None }
+    }
+
+    /// Instead of ending after the inputs, lists `prefix` with `selection` again every `every`
+    /// and reads the blobs that grew and the new ones, until stopped (`[source.storage]` with a
+    /// poll interval). Each pass waits until what it read is durable before the next one, so
+    /// the next pass assigns a blob at an offset every sink holds.
+    pub fn polling(mut self, prefix: Path, selection: Selection, every: Duration) -> Self {
+        self.poll = Some(Poll { prefix, selection, every: every.max(Duration::from_millis(10)) });
+        self
     }
 
     /// Saves progress this often while reading (default 5 s).
@@ -398,37 +426,55 @@ impl BackfillSource {
     /// become durable. The final save, once the pipeline has made everything durable, is the
     /// caller's ([`Job::save`] with the run's committed offsets).
     pub async fn run(self, io: SourceIo) -> Result<(), SourceError> {
-        let SourceIo { events, budget, stop, beat, positions } = io;
+        if let Some(poll) = self.poll.clone() {
+            return self.follow(io, poll).await;
+        }
+        self.pass(&io, &self.inputs).await?;
+        let SourceIo { events, stop, beat, positions, .. } = io;
+        drop(events);
+        beat.waiting();
+        // Everything is read; the pipeline still holds up to its budget of it. Go on saving
+        // as it becomes durable, so a crash now loses nothing read (bounded: a pipeline that
+        // stops moving for DRAIN_PATIENCE leaves the rest to the command's final save).
+        if self.job.0.persistent {
+            self.settle(&positions, &stop, Some(DRAIN_PATIENCE)).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads `inputs` (`parallel` at once) into the pipeline, saving progress on a timer;
+    /// returns once every reader is done (or stopped).
+    async fn pass(&self, io: &SourceIo, inputs: &Arc<Vec<Input>>) -> Result<(), SourceError> {
+        let numbers: Arc<Vec<u32>> = Arc::new(inputs.iter().map(|i| self.job.number(&i.name)).collect());
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut readers = tokio::task::JoinSet::new();
-        for _ in 0..self.parallel.min(self.inputs.len()).max(1) {
+        for _ in 0..self.parallel.min(inputs.len()).max(1) {
             let reader = Reader {
                 kind: self.kind,
                 store: self.store.clone(),
                 job: self.job.clone(),
-                tx: events.clone(),
-                budget: budget.clone(),
-                stop: stop.clone(),
-                beat: beat.observer(),
+                tx: io.events.clone(),
+                budget: io.budget.clone(),
+                stop: io.stop.clone(),
+                beat: io.beat.observer(),
             };
-            let (inputs, next) = (self.inputs.clone(), next.clone());
+            let (inputs, numbers, next) = (inputs.clone(), numbers.clone(), next.clone());
             readers.spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs.get(i) else { return Ok(()) };
-                    if !reader.input(i as u32, input).await? {
+                    if !reader.input(numbers[i], input).await? {
                         return Ok(());
                     }
                 }
             });
         }
-        drop(events);
         let mut timer = tokio::time::interval(self.save_every);
         timer.tick().await;
         loop {
             tokio::select! {
                 done = readers.join_next() => match done {
-                    None => break,
+                    None => return Ok(()),
                     Some(Ok(Ok(()))) => {}
                     Some(Ok(Err(e))) => {
                         readers.abort_all();
@@ -439,33 +485,82 @@ impl BackfillSource {
                         return Err(SourceError::Progress { path: "reader".into(), reason: e.to_string() });
                     }
                 },
-                _ = timer.tick() => {
-                    for (p, o) in self.job.save(&positions.durable_all()).await? {
-                        positions.set_committed(p, o);
-                    }
-                }
+                _ = timer.tick() => self.save(&io.positions).await?,
             }
         }
-        beat.waiting();
-        // Everything is read; the pipeline still holds up to its budget of it. Go on saving
-        // as it becomes durable, so a crash now loses nothing read (bounded: a pipeline that
-        // stops moving for DRAIN_PATIENCE leaves the rest to the command's final save).
-        let (mut seen, mut moved) = (positions.durable_all(), std::time::Instant::now());
-        while self.job.0.persistent
-            && !*stop.borrow()
-            && !self.job.all_durable(&seen)
-            && moved.elapsed() < DRAIN_PATIENCE
-        {
-            timer.tick().await;
-            let now = positions.durable_all();
-            if now != seen {
-                (seen, moved) = (now, std::time::Instant::now());
-                for (p, o) in self.job.save(&seen).await? {
-                    positions.set_committed(p, o);
-                }
-            }
+    }
+
+    /// Saves the durable offsets and records them as commits.
+    async fn save(&self, positions: &crate::Positions) -> Result<(), SourceError> {
+        for (p, o) in self.job.save(&positions.durable_all()).await? {
+            positions.set_committed(p, o);
         }
         Ok(())
+    }
+
+    /// Waits until everything sent is durable, saving as more of it is (every `save_every`, and
+    /// once all is); gives up when stopped or when nothing became durable for `patience`. True
+    /// when all is durable (and saved: a polling source's next pass starts from there).
+    async fn settle(
+        &self,
+        positions: &crate::Positions,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        patience: Option<Duration>,
+    ) -> Result<bool, SourceError> {
+        let mut check = tokio::time::interval(self.save_every.min(Duration::from_millis(200)));
+        let (mut seen, mut moved) = (positions.durable_all(), std::time::Instant::now());
+        let (mut unsaved, mut saved_at) = (true, std::time::Instant::now());
+        loop {
+            let all = self.job.all_durable(&seen);
+            if unsaved && (all || saved_at.elapsed() >= self.save_every) {
+                self.save(positions).await?;
+                (unsaved, saved_at) = (false, std::time::Instant::now());
+            }
+            if all {
+                return Ok(true);
+            }
+            if *stop.borrow() || patience.is_some_and(|p| moved.elapsed() >= p) {
+                return Ok(false);
+            }
+            check.tick().await;
+            let now = positions.durable_all();
+            if now != seen {
+                (seen, moved, unsaved) = (now, std::time::Instant::now(), true);
+            }
+        }
+    }
+
+    /// The polling source: a pass over the blobs that are new or changed size since the pass
+    /// that read them, then (once it is durable) a wait of `poll.every`, until stopped. Memory
+    /// is one size per blob seen; a blob of the same size is not read again.
+    async fn follow(self, io: SourceIo, poll: Poll) -> Result<(), SourceError> {
+        let mut read_at: std::collections::HashMap<Arc<str>, u64> = Default::default();
+        let mut stop = io.stop.clone();
+        let mut inputs = self.inputs.clone();
+        loop {
+            let changed: Vec<Input> =
+                inputs.iter().filter(|i| read_at.get(&i.name) != Some(&i.size)).cloned().collect();
+            if !changed.is_empty() {
+                tracing::debug!(blobs = changed.len(), "reading new or grown blobs");
+                self.pass(&io, &Arc::new(changed.clone())).await?;
+                io.beat.waiting();
+                if !self.settle(&io.positions, &stop, None).await? || *stop.borrow() {
+                    return Ok(());
+                }
+                read_at.extend(changed.into_iter().map(|i| (i.name, i.size)));
+            }
+            io.beat.waiting();
+            tokio::select! {
+                () = tokio::time::sleep(poll.every) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+            match list(self.kind, self.store.as_ref(), &poll.prefix, &poll.selection).await {
+                Ok(listed) => inputs = Arc::new(listed),
+                // A listing that fails (the account unreachable a moment) is tried again at
+                // the next interval; what was read stays saved.
+                Err(e) => tracing::warn!(error = %e, "cannot list the storage export: trying again at the next poll"),
+            }
+        }
     }
 }
 

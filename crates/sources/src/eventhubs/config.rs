@@ -194,7 +194,8 @@ impl EventHubsConfig {
         })
     }
 
-    pub(super) fn store(&self) -> Result<Arc<LowerCaseStore>, EventHubsError> {
+    /// The checkpoint store the processor uses (also `backfill --then-checkpoint`'s).
+    pub fn store(&self) -> Result<Arc<LowerCaseStore>, EventHubsError> {
         Ok(Arc::new(LowerCaseStore::new(BlobCheckpointStore::new(self.container()?))))
     }
 
