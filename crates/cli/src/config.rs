@@ -63,7 +63,10 @@ pub fn command(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
         }
         (None, None, Some(f)) => format!("files {}", f.paths.join(",")),
         (None, None, None) => match config.source.history()? {
-            Some(h) => format!("{} history at {}", h.kind.as_str(), h.location),
+            Some(h) => match h.poll_interval {
+                Some(every) => format!("{} export at {}, polled every {:?}", h.kind.as_str(), h.location, every),
+                None => format!("{} history at {}", h.kind.as_str(), h.location),
+            },
             None => unreachable!("resolve checks there is a source"),
         },
     };
