@@ -312,6 +312,43 @@ fn delivers_to_both_sinks_and_checkpoints_where_keda_reads_with_lag_zero() {
     s.runtime.block_on(s.server.stop());
 }
 
+/// KEDA counts a partition without a checkpoint as lagged by all it holds: under `latest`, every
+/// claimed partition gets a first checkpoint at its end before an event comes (history and empty
+/// partitions alike), KEDA's lag is 0 for each, and what is produced afterwards is all delivered:
+/// the receiver starts right after that checkpoint.
+#[test]
+fn idle_partitions_under_latest_get_a_checkpoint_keda_reads_as_caught_up() {
+    let s = setup();
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let latest = config.replace("[source.eventhubs]\n", "[source.eventhubs]\nstart_position = \"latest\"\n");
+    assert_ne!(latest, config);
+    std::fs::write(&s.config, latest).unwrap();
+    // History on partitions 0 and 1 (before the start: not read under `latest`); 2 and 3 empty.
+    for p in 0..2 {
+        s.hubs.produce(p, &[message(1000 + p as i64), message(1002 + p as i64)]);
+    }
+    let mut daemon = s.start("latest", "replica-a");
+    wait_assigned(&mut daemon, PARTITIONS as usize, Duration::from_secs(60));
+    let end: BTreeMap<u32, i64> = (0..PARTITIONS).map(|p| (p, s.hubs.last_enqueued(p).unwrap_or(-1))).collect();
+    assert_eq!(end, BTreeMap::from([(0, 1), (1, 1), (2, -1), (3, -1)]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.checkpointed() != end {
+        assert!(Instant::now() < deadline, "first checkpoints {:?}, the ends {end:?}", s.checkpointed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for p in 0..PARTITIONS {
+        assert_eq!(s.keda_lag(p), 0, "partition {p} with no event read");
+    }
+    // Everything produced from now on is delivered, once, and nothing of the history.
+    s.produce(0, 40);
+    s.wait_caught_up(Duration::from_secs(90));
+    let (status, summary) = daemon.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    check_accounting(&summary, 40 * RECORDS_PER_MESSAGE as u64);
+    s.assert_delivered_once(40);
+    s.runtime.block_on(s.server.stop());
+}
+
 /// The cross-SDK proof: Microsoft's Python event processor (azure-eventhub 5.15 with
 /// azure-eventhub-checkpointstoreblob) on the same container and consumer group resumes exactly
 /// after our last durable event, and our daemon resumes exactly after the Python checkpoints.
