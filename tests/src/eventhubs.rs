@@ -5,6 +5,15 @@
 //! The Rust SDK takes only a `TokenCredential`, and sends its token with `type` `jwt`
 //! (`azure_core_amqp` 1.1 `fe2o3/cbs.rs`): [`SasCredential`] hands it a SAS token signed with the
 //! hub's key, which the server verifies whatever the type says.
+//!
+//! The SDK runs here on a current-thread runtime, as in the daemon (`EventHubsSource::run`):
+//! on a multi-thread one, fe2o3-amqp 0.14.1's sender loses the wake-up of a credit grant that
+//! lands between its credit check and its wait (`link/state.rs` `consume` checks, then calls
+//! `notified()`; `util/producer.rs` wakes with `notify_waiters`, which reaches only waiters
+//! already registered), and a sender the peer credited once waits forever. That was the
+//! helper's producer that hung now and then: a bare fe2o3 sender against fe2o3's acceptor,
+//! one send per new link, hung in 142 of 2000 links on a 2-worker runtime and in none of 2000
+//! on a current-thread one, where the session task cannot run between the check and the wait.
 
 // Synchronous test code, never on a tokio worker: it waits with thread::sleep.
 #![allow(clippy::disallowed_methods)]
@@ -239,8 +248,7 @@ impl EventHubs {
 impl EventHubs {
     /// [`block_on`] whose time-out shows the end of the server's log.
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), f).await }).unwrap_or_else(|_| {
+        runtime().block_on(async { tokio::time::timeout(Duration::from_secs(60), f).await }).unwrap_or_else(|_| {
             let log = std::fs::read_to_string(self.dir.join("eventhubs-server.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -257,6 +265,12 @@ impl Drop for EventHubs {
 
 /// Runs `f` on a runtime of its own (the helpers are called from synchronous tests).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), f).await.expect("event hubs helper timed out") })
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), f).await.expect("event hubs helper timed out")
+    })
+}
+
+/// A current-thread runtime for one call: never a multi-thread one (see the module doc).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }

@@ -69,15 +69,30 @@ fn main() -> Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let socket = match args.listen {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
-        let listener = socket.listen(128)?;
+        let listener = listen(args.listen)?;
         let addr = listener.local_addr()?;
         println!("{}", serde_json::json!({ "endpoint": format!("amqp://{addr}"), "port": addr.port() }));
         defender_eventhubs_server::serve(config, listener).await.context("serving")
     })
 }
+
+/// The listening socket, its segments capped at [`MSS`].
+///
+/// Microsoft's Python SDK (`azure-eventhub` 5.15, `_pyamqp/_transport.py`
+/// `_set_socket_options`) reads every TCP option of a new socket and sets it again. On loopback
+/// the segment size it reads back can be 32768 (half the peer's window), one more than Linux
+/// lets `TCP_MAXSEG` be set to (32767), and then its connect fails with EINVAL, every retry of
+/// it: seen in the cross-SDK test, about one run in three. A listener with a smaller MSS
+/// advertises it in its SYN-ACK, which bounds what the client reads back.
+fn listen(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_mss(MSS)?;
+    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+    socket.listen(128)?;
+    socket.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(socket.into())?)
+}
+
+/// Below the 32767 Linux accepts for `TCP_MAXSEG`, and above any real network's.
+const MSS: u32 = 16_384;

@@ -17,7 +17,10 @@
 //! - **Checkpoints only from [`Positions`]**: on a timer, when a partition is lost (after the
 //!   pipeline's `Revoked` is done) and on stop. A checkpoint holds the sequence number and offset
 //!   of the last event every sink made durable; the offset of each event handed over is kept
-//!   until a checkpoint passes it.
+//!   until a checkpoint passes it. The one exception names no event read: a partition newly
+//!   claimed without a checkpoint, whose position is known without reading (`latest`, or
+//!   `earliest` when it is empty), gets a first checkpoint at its end before its receiver opens,
+//!   and the receiver starts right after it, so that KEDA sees it caught up ([`first`]).
 //! - **Losing a partition** (stolen by another replica, the receiver closed by the processor,
 //!   or a link that the SDK could not recover) is a `Revoked` of it: the pipeline finishes what
 //!   it holds, the checkpoint is written, and the partition client is closed so that the
@@ -26,14 +29,15 @@
 //!   level, no ownership, no checkpoint).
 //!
 //! Files: `config.rs` (settings, clients), `sas.rs` (SAS tokens from a connection string),
-//! `store.rs` (the lower-cased checkpoint store), `partition.rs` (a partition's reader) and here
-//! the processor's loop.
+//! `store.rs` (the lower-cased checkpoint store), `first.rs` (first checkpoints), `partition.rs`
+//! (a partition's reader) and here the processor's loop.
 //!
 //! [`EventProcessor`]: azure_messaging_eventhubs::EventProcessor
 //! [`ConsumerClient`]: azure_messaging_eventhubs::ConsumerClient
 //! [`Positions`]: crate::Positions
 
 mod config;
+mod first;
 mod metrics;
 mod partition;
 mod sas;
@@ -150,13 +154,17 @@ impl EventHubsSource {
         let store: Arc<dyn CheckpointStore + Send + Sync> = c.store()?;
         let consumer = c.consumer().await?;
         let keys = partition_keys(&consumer).await?;
+        // The processor's store writes each newly claimed partition's first checkpoint where
+        // its position is known (first.rs); a client of its own reads the partitions' ends.
+        let ends = Arc::new(c.consumer().await?);
+        let first = Arc::new(first::FirstCheckpoints::new(store.clone(), ends, owner_id.clone(), c.start));
         let processor = EventProcessor::builder()
             .with_load_balancing_strategy(ProcessorStrategy::Balanced)
             .with_update_interval(to_sdk(c.load_balancing_interval))
             .with_partition_expiration_duration(to_sdk(c.partition_expiration))
             .with_start_positions(StartPositions { default: c.sdk_start(), ..Default::default() })
             .with_prefetch(c.prefetch.max(1))
-            .build(consumer, store.clone())
+            .build(consumer, first)
             .await
             .map_err(|e| EventHubsError::Client(format!("cannot start the event processor: {e}")))?;
         let shared = self.shared(&io, Some(store.clone()));
