@@ -104,6 +104,21 @@ pub fn readback_values(root: &str, column: &str) -> BTreeMap<String, Vec<Value>>
     serde_json::from_value(out["values"].clone()).expect("values per table")
 }
 
+/// `records` of `table` came in, and the accounting balances for it and in total: records in =
+/// archived + filtered + dead-lettered (for runs whose input is not a generator's ledger).
+pub fn check_balanced(summary: &Value, table: &str, records: u64) {
+    let t = &summary["tables"][table];
+    assert_eq!(t["records_in"].as_u64(), Some(records), "{table} records in: {summary}");
+    for t in [t, &summary["totals"]] {
+        let dead: u64 = t["dead_lettered"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(
+            t["records_in"].as_u64().unwrap(),
+            t["written_archive"].as_u64().unwrap() + t["filtered"].as_u64().unwrap() + dead,
+            "records in = delivered + filtered + dead-lettered: {summary}"
+        );
+    }
+}
+
 /// The summary's per-table accounting matches the ledger exactly and balances.
 pub fn check_accounting(summary: &Value, ledger: &defender_gen::Ledger) {
     let tables = summary["tables"].as_object().unwrap();
