@@ -5,7 +5,8 @@
 //! (tokio worker threads, CPU pool and files read at once): decode only (the baseline of each
 //! row), archive only, Sentinel only, both. Reports MB/s of input, busy cores (the bench's CPU
 //! seconds per wall second) and MB/s per busy core, the server's CPU apart, and the peak RSS of
-//! each row's runs (VmHWM reset before them).
+//! each row's runs (VmHWM reset before them; the allocator keeps what earlier rows freed, so
+//! for a row's own figure run it alone with `DI_BENCH_ONLY`, as `benches/RESULTS.md` does).
 //!
 //! Run: `cargo build --release -p defender-ingestion-server && cargo bench -p defender-benches
 //! --bench pipeline` (a few minutes; prints a table). `DI_SERVER_BIN` overrides the server's
@@ -154,14 +155,15 @@ fn main() {
             let (wall, cpu, server_cpu) = best;
             let peak = if peak_known { format!("{:.0}", memory_mib("self", "VmHWM")) } else { "-".into() };
             let rate = mb / wall;
-            if baseline == 0.0 {
+            if name.starts_with("decode only") {
                 baseline = rate;
             }
+            // With DI_BENCH_ONLY the baseline may not have run: no ratio then.
+            let ratio = if baseline > 0.0 { format!("{:.2}x", rate / baseline) } else { "-".into() };
             let busy = cpu / wall;
             rates.insert((name, workers), rate);
             println!(
-                "{workers:<8} {name:<42} {wall:>8.2} {rate:>8.1} {:>5.2}x {busy:>10.2} {:>8.1} {server_cpu:>11.2} {peak:>12}",
-                rate / baseline,
+                "{workers:<8} {name:<42} {wall:>8.2} {rate:>8.1} {ratio:>6} {busy:>10.2} {:>8.1} {server_cpu:>11.2} {peak:>12}",
                 mb / cpu,
             );
         }
