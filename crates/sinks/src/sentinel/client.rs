@@ -494,6 +494,7 @@ impl SentinelSink {
         };
         let mut rows = EncodedRows::new();
         let stats = encoder.encode(&batch.batch, &mut rows)?;
+        rows.shrink_to_fit();
         self.encoders.lock().expect("encoder lock poisoned").insert(batch.table.clone(), (schema, encoder));
         Ok((rows, stats.truncated_total()))
     }

@@ -359,7 +359,8 @@ impl OpenBody {
             self.json_len += 1;
         }
         self.gz.write_all(b"]").expect("writing to a Vec cannot fail");
-        let gzip = self.gz.finish().expect("writing to a Vec cannot fail");
+        let mut gzip = self.gz.finish().expect("writing to a Vec cannot fail");
+        gzip.shrink_to_fit(); // held until accepted, through retries: not twice its length
         Body { gzip, rows: self.rows, uncompressed_len: self.json_len + 1, first_row: self.first_row }
     }
 }

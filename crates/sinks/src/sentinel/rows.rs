@@ -105,6 +105,14 @@ impl EncodedRows {
         self.times[i]
     }
 
+    /// Gives back the room the buffers grew into: rows are kept until every body of theirs is
+    /// accepted (through an outage's retries), and a doubling buffer may hold twice its length.
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self.times.shrink_to_fit();
+    }
+
     /// The same rows ordered by `TimeGenerated` (stable: rows of the same time keep their
     /// order), and for each of them its index here.
     pub fn sorted_by_time(&self) -> (EncodedRows, Vec<usize>) {
