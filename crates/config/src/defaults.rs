@@ -7,6 +7,8 @@ use defender_pipeline::PipelineOptions;
 use defender_sinks::{ArchiveConfig, sentinel::auth::DEFAULT_AUTHORITY_HOST};
 use defender_sources::{KafkaConfig, eventhubs::defaults as eventhubs};
 
+use crate::file::Seconds;
+
 const MIB: usize = 1 << 20;
 
 fn archive() -> ArchiveConfig {
@@ -25,8 +27,11 @@ fn kafka() -> KafkaConfig {
 pub fn roll_size_mb() -> u64 {
     (archive().roll_bytes / MIB) as u64
 }
-pub fn roll_seconds() -> u64 {
-    archive().roll_age.as_secs()
+pub fn roll_seconds() -> Seconds {
+    Seconds::from_duration(archive().roll_age)
+}
+pub fn max_buffered_mb() -> u64 {
+    (archive().max_buffered_bytes / MIB) as u64
 }
 pub fn zstd_level() -> i32 {
     archive().zstd_level
@@ -37,8 +42,8 @@ pub fn flush_rows() -> usize {
 pub fn flush_mb() -> usize {
     FlushRule::default().max_bytes / MIB
 }
-pub fn flush_seconds() -> u64 {
-    FlushRule::default().max_age.as_secs()
+pub fn flush_seconds() -> Seconds {
+    Seconds::from_duration(FlushRule::default().max_age)
 }
 pub fn budget_mb() -> usize {
     pipeline().budget_bytes / MIB

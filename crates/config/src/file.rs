@@ -1,7 +1,7 @@
 //! The file's types, as serde reads them: unknown keys rejected, every field defaulted (from
 //! [`crate::defaults`]), keys whose mistakes must point at a line kept [`Spanned`].
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use defender_core::billing::{Prices, Tier};
 use defender_sinks::sentinel::PackMode;
@@ -310,9 +310,12 @@ pub struct ArchiveSection {
     #[serde(default = "defaults::roll_size_mb")]
     pub roll_size_mb: u64,
     #[serde(default = "defaults::roll_seconds")]
-    pub roll_seconds: u64,
+    pub roll_seconds: Seconds,
     #[serde(default = "defaults::zstd_level")]
     pub zstd_level: i32,
+    /// The encoded size of every open file together; past it the largest files roll early.
+    #[serde(default = "defaults::max_buffered_mb")]
+    pub max_buffered_mb: u64,
 }
 
 impl ArchiveSection {
@@ -323,6 +326,7 @@ impl ArchiveSection {
             roll_size_mb: defaults::roll_size_mb(),
             roll_seconds: defaults::roll_seconds(),
             zstd_level: defaults::zstd_level(),
+            max_buffered_mb: defaults::max_buffered_mb(),
         }
     }
 }
@@ -335,7 +339,7 @@ pub struct PipelineSection {
     #[serde(default = "defaults::flush_mb")]
     pub flush_mb: usize,
     #[serde(default = "defaults::flush_seconds")]
-    pub flush_seconds: u64,
+    pub flush_seconds: Seconds,
     #[serde(default = "defaults::budget_mb")]
     pub budget_mb: usize,
     /// Distinct unknown tables (categories without a schema) archived under names of their
@@ -363,5 +367,62 @@ impl Default for PipelineSection {
             cpu_workers: defaults::cpu_workers(),
             sentinel_in_flight: defaults::sentinel_in_flight(),
         }
+    }
+}
+
+/// A duration as the file writes it: whole or fractional seconds (`5`, `0.25`). Checked to lie
+/// within [`Seconds::MIN`] and [`Seconds::MAX`] before it becomes a [`Duration`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    /// Below this, files and epochs would be cut faster than they can be written.
+    pub const MIN: f64 = 0.1;
+    /// Seven days.
+    pub const MAX: f64 = 7.0 * 86_400.0;
+
+    pub fn from_duration(d: Duration) -> Self {
+        Self(d.as_secs_f64())
+    }
+
+    /// The duration, within the bounds (a value outside them is refused by the config's check).
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0.clamp(Self::MIN, Self::MAX))
+    }
+
+    /// Refuses a value outside the bounds, naming `key`.
+    pub fn check(self, key: &str) -> Result<(), crate::ConfigError> {
+        if !(Self::MIN..=Self::MAX).contains(&self.0) {
+            crate::invalid!("`{key}` must be between {} and {} (7 days) seconds, got {self}", Self::MIN, Self::MAX);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds, such as 5 or 0.5")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Seconds, E> {
+                Ok(Seconds(v))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }

@@ -12,13 +12,14 @@
 //! [archive]
 //! url = "out/archive"        # a path, file://, az://container/prefix or abfss://fs@account.dfs.core.windows.net/prefix
 //! roll_size_mb = 64          # roll a Parquet file at this encoded size
-//! roll_seconds = 300         # ... or this long after it was opened
+//! roll_seconds = 300         # ... or this long after it was opened (fractions allowed: 0.5)
 //! zstd_level = 3
+//! max_buffered_mb = 256      # every open file's encoded size together; past it the largest roll early
 //!
 //! [pipeline]
 //! flush_rows = 65536         # the decoder cuts a batch at this many rows,
 //! flush_mb = 32              # ... this many MB of input,
-//! flush_seconds = 5          # ... or this age
+//! flush_seconds = 5          # ... or this age (fractions allowed: 0.25)
 //! budget_mb = 64             # raw input in flight between source and decoder
 //! max_unknown_tables = 100   # distinct unknown tables kept apart; later ones share one overflow table
 //! # cpu_workers = 2          # blocking workers for Parquet, Sentinel row encoding and gzip (default: one per core)
@@ -74,7 +75,7 @@ pub mod history;
 mod sentinel;
 mod validate;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use defender_core::{FlushRule, billing::Prices};
 use defender_pipeline::{PipelineOptions, Policy, policy::PolicyError};
@@ -83,7 +84,7 @@ use defender_sinks::ArchiveConfig;
 pub use crate::{
     file::{
         ArchiveSection, AuthSection, ConfigFile, DcrSection, EventHubsSection, FilesSource, KafkaSection, PackSetting,
-        PipelineSection, SentinelSection, ServiceSection, SourceConfig, TableEntry,
+        PipelineSection, Seconds, SentinelSection, ServiceSection, SourceConfig, TableEntry,
     },
     sentinel::{LiveSentinel, SentinelTarget},
 };
@@ -158,7 +159,7 @@ impl Config {
             flush: FlushRule {
                 max_rows: p.flush_rows,
                 max_bytes: p.flush_mb << 20,
-                max_age: Duration::from_secs(p.flush_seconds),
+                max_age: p.flush_seconds.duration(),
             },
             budget_bytes: p.budget_mb << 20,
             max_unknown_tables: p.max_unknown_tables,
@@ -173,8 +174,9 @@ impl Config {
         let mut c = ArchiveConfig::default();
         if let Some(a) = &self.archive {
             c.roll_bytes = (a.roll_size_mb << 20) as usize;
-            c.roll_age = Duration::from_secs(a.roll_seconds);
+            c.roll_age = a.roll_seconds.duration();
             c.zstd_level = a.zstd_level;
+            c.max_buffered_bytes = (a.max_buffered_mb << 20) as usize;
         }
         c
     }

@@ -294,8 +294,8 @@ fn an_empty_file_has_the_libraries_defaults() {
     assert_eq!(options.sentinel_in_flight, ours.sentinel_in_flight);
     let (archive, ours) = (c.archive_config(), defender_sinks::ArchiveConfig::default());
     assert_eq!(
-        (archive.roll_bytes, archive.roll_age, archive.zstd_level),
-        (ours.roll_bytes, ours.roll_age, ours.zstd_level)
+        (archive.roll_bytes, archive.roll_age, archive.zstd_level, archive.max_buffered_bytes),
+        (ours.roll_bytes, ours.roll_age, ours.zstd_level, ours.max_buffered_bytes)
     );
     let k = c.source.kafka.as_ref().unwrap();
     let ours = defender_sources::KafkaConfig::new("b:9093", vec!["t".into()], "g");
@@ -304,6 +304,38 @@ fn an_empty_file_has_the_libraries_defaults() {
     assert_eq!(std::time::Duration::from_millis(k.session_timeout_ms), ours.session_timeout);
     assert_eq!(std::time::Duration::from_secs(k.revoke_timeout_seconds), ours.revoke_timeout);
     assert_eq!(std::time::Duration::from_secs(c.service.shutdown_grace_seconds), ours.shutdown_grace);
+}
+
+#[test]
+fn ages_take_fractions_of_a_second_within_bounds_and_the_archive_bound_is_a_key() {
+    use std::time::Duration;
+    let c = Config::parse(
+        "[pipeline]\nflush_seconds = 0.25\n[archive]\nurl = \"x\"\nroll_seconds = 0.5\nmax_buffered_mb = 96\n",
+    )
+    .unwrap();
+    assert_eq!(c.pipeline_options().flush.max_age, Duration::from_millis(250));
+    let a = c.archive_config();
+    assert_eq!((a.roll_age, a.max_buffered_bytes), (Duration::from_millis(500), 96 << 20));
+    // Whole seconds stay whole seconds.
+    let c = Config::parse("[pipeline]\nflush_seconds = 2\n[archive]\nurl = \"x\"\nroll_seconds = 3600\n").unwrap();
+    assert_eq!(c.pipeline_options().flush.max_age, Duration::from_secs(2));
+    assert_eq!(c.archive_config().roll_age, Duration::from_secs(3600));
+    let err = |text: &str| Config::parse(text).unwrap_err().to_string();
+    for (text, key) in [
+        ("[pipeline]\nflush_seconds = 0\n", "`pipeline.flush_seconds`"),
+        ("[pipeline]\nflush_seconds = -1\n", "`pipeline.flush_seconds`"),
+        ("[pipeline]\nflush_seconds = 0.01\n", "`pipeline.flush_seconds`"),
+        ("[pipeline]\nflush_seconds = nan\n", "`pipeline.flush_seconds`"),
+        ("[pipeline]\nflush_seconds = inf\n", "`pipeline.flush_seconds`"),
+        ("[archive]\nurl = \"x\"\nroll_seconds = 1e300\n", "`archive.roll_seconds`"),
+    ] {
+        let e = err(text);
+        assert!(e.starts_with(&format!("{key} must be between 0.1 and 604800")), "{text}: {e}");
+    }
+    let e = err("[pipeline]\nflush_seconds = \"5s\"\n");
+    assert!(e.contains("line 2") && e.contains("a number of seconds, such as 5 or 0.5"), "{e}");
+    let e = err("[archive]\nurl = \"x\"\nmax_buffered_mb = 0\n");
+    assert_eq!(e, "`archive.max_buffered_mb` must be between 1 and 65536, got 0");
 }
 
 #[test]

@@ -80,10 +80,15 @@ impl ConfigFile {
                 invalid!("`{key}` must be at least 1");
             }
         }
+        p.flush_seconds.check("pipeline.flush_seconds")?;
         if let Some(a) = &self.archive {
             if a.roll_size_mb == 0 {
                 invalid!("`archive.roll_size_mb` must be at least 1");
             }
+            if !(1..=65_536).contains(&a.max_buffered_mb) {
+                invalid!("`archive.max_buffered_mb` must be between 1 and 65536, got {}", a.max_buffered_mb);
+            }
+            a.roll_seconds.check("archive.roll_seconds")?;
             if !(1..=22).contains(&a.zstd_level) {
                 invalid!("`archive.zstd_level` must be between 1 and 22, got {}", a.zstd_level);
             }

@@ -89,7 +89,9 @@ pub struct PipelineOptions {
     pub policy: Arc<Policy>,
     /// Raw input bytes in flight between the source and the decoder.
     pub budget_bytes: usize,
-    /// How often the archive rolls files that reached their age and progress is reported.
+    /// How often progress is reported, and at most how long the archive and the decoder wait
+    /// to look for files and epochs that reached their age (more often when the age is below
+    /// two ticks).
     pub tick: Duration,
     /// Raised to end a run that has no end of its own (a Kafka source): the source stops
     /// reading, hands its partitions back through the pipeline and commits.
@@ -274,12 +276,20 @@ where
     let route = route::route_task(front.stages, catalog, policy, markers.clone(), outputs, beat);
     tasks.spawn(async move { route.await.map(|()| None) });
     let (positions, beat) = (front.positions.clone(), health.stage("archive"));
-    let archive = archive_task::archive_task(archive_rx, archive, ack_tx, positions, options.tick, beat);
+    let period = timer_period(archive.roll_age(), options.tick);
+    let archive = archive_task::archive_task(archive_rx, archive, ack_tx, positions, period, beat);
     tasks.spawn(async move { archive.await.map(|()| None) });
     let beat = health.stage("acks");
     let acks = acks::ack_task(ack_rx, front.positions, markers, options.tick, beat, progress);
     tasks.spawn(async move { acks.await.map(Some) });
     join(tasks).await
+}
+
+/// How often a stage looks for what reached `age` (epochs to cut, files to roll): every
+/// `tick`, or twice per `age` when that is shorter, so that a sub-second age is kept to within
+/// half of itself.
+fn timer_period(age: Duration, tick: Duration) -> Duration {
+    (age / 2).max(Duration::from_millis(10)).min(tick)
 }
 
 fn task(e: tokio::task::JoinError) -> PipelineError {
@@ -376,7 +386,7 @@ impl Front {
         let names = Arc::new(UnknownTableNames::new(&catalog, options.max_unknown_tables));
         let limits = decode::DecodeLimits {
             flush: options.flush,
-            tick: options.tick,
+            tick: timer_period(options.flush.max_age, options.tick),
             max_pending_bytes: options.budget_bytes,
             workers: options.cpu_workers,
         };

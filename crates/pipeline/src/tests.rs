@@ -471,3 +471,14 @@ async fn record_ids_survive_projection_and_match_the_archive() {
     archived.sort();
     assert_eq!(archived, ids, "the Parquet copy and Sentinel join on the id");
 }
+
+#[test]
+fn stages_look_for_aged_work_every_tick_or_twice_per_shorter_age() {
+    use std::time::Duration;
+    let tick = Duration::from_secs(1);
+    assert_eq!(super::timer_period(Duration::from_secs(300), tick), tick);
+    assert_eq!(super::timer_period(Duration::from_secs(1), tick), Duration::from_millis(500));
+    assert_eq!(super::timer_period(Duration::from_millis(250), tick), Duration::from_millis(125));
+    assert_eq!(super::timer_period(Duration::ZERO, tick), Duration::from_millis(10));
+    assert_eq!(super::timer_period(Duration::from_secs(1), Duration::from_millis(5)), Duration::from_millis(5));
+}

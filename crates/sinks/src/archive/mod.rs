@@ -178,6 +178,11 @@ impl ArchiveSink {
         &self.markers
     }
 
+    /// How long a file stays open at most.
+    pub fn roll_age(&self) -> Duration {
+        self.config.roll_age
+    }
+
     /// Rows not written again because an earlier run had stored them (see [`replay`]).
     pub fn replayed_rows(&self) -> u64 {
         self.replayed_rows
