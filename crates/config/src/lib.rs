@@ -20,7 +20,7 @@
 //! flush_rows = 65536         # the decoder cuts a batch at this many rows,
 //! flush_mb = 32              # ... this many MB of input,
 //! flush_seconds = 5          # ... or this age (fractions allowed: 0.25)
-//! budget_mb = 64             # raw input in flight between source and decoder
+//! budget_mb = 32             # input in flight: raw, being decoded, and decoded for the destinations
 //! max_unknown_tables = 100   # distinct unknown tables kept apart; later ones share one overflow table
 //! # cpu_workers = 2          # blocking workers for Parquet, Sentinel row encoding and gzip (default: one per core)
 //! sentinel_in_flight = 8     # Sentinel batches in flight at once, across partitions and tables

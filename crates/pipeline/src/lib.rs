@@ -87,7 +87,8 @@ pub struct PipelineOptions {
     pub flush: FlushRule,
     /// Where each table goes (default: everything to the archive).
     pub policy: Arc<Policy>,
-    /// Raw input bytes in flight between the source and the decoder.
+    /// Input in flight, bounded three times over: raw chunks until decoded, input held by the
+    /// decoders between flushes, and decoded batches until each destination is done with them.
     pub budget_bytes: usize,
     /// How often progress is reported, and at most how long the archive and the decoder wait
     /// to look for files and epochs that reached their age (more often when the age is below
@@ -116,7 +117,9 @@ impl Default for PipelineOptions {
         Self {
             flush: FlushRule::default(),
             policy: Arc::new(Policy::default()),
-            budget_bytes: 64 << 20,
+            // RSS through a Sentinel outage grows about 3.4 MiB per MiB of budget, and 32 MiB
+            // keeps full speed (benches/RESULTS.md, the daemon bench).
+            budget_bytes: 32 << 20,
             tick: Duration::from_secs(1),
             stop: watch::channel(false).1,
             max_unknown_tables: DEFAULT_MAX_UNKNOWN_TABLES,
