@@ -20,7 +20,10 @@
 //! Run: `cargo build --release -p defender-ingest -p defender-ingestion-server && bash
 //! scripts/test-infra.sh start && source target/test-infra/env && cargo bench -p
 //! defender-benches --bench daemon` (about 5 minutes; prints a table). `DI_BENCH_MB` sets the
-//! corpus size (default 100).
+//! corpus size (default 100). `DI_BENCH_ONLY=files` runs 1 alone; `DI_BENCH_ONLY=outage` runs 4 alone and prints the daemon's pid
+//! when the outage starts, for a heap profiler to attach (`heaptrack -p <pid>`; give it time with
+//! `DI_BENCH_ATTACH_SECONDS`). `DI_BENCH_FLUSH_SECONDS`, `DI_BENCH_ROLL_SECONDS` (default 1 each)
+//! and `DI_BENCH_BUDGET_MB` (default the pipeline's) change the daemon's settings.
 
 // A benchmark driving processes: it waits with thread::sleep.
 #![allow(clippy::disallowed_methods)]
@@ -67,17 +70,37 @@ fn corpus(catalog: &Catalog, mb: u64) -> Vec<(i32, Vec<u8>)> {
         .collect()
 }
 
+/// The consumer group of a run: its topic's (each run has a fresh topic), so that a run never
+/// joins a group an earlier one left members in.
+fn group(topic: &str) -> String {
+    format!("{topic}-group")
+}
+
+/// A setting from the environment (`DI_BENCH_<NAME>`), or its default here.
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(format!("DI_BENCH_{name}")).unwrap_or_else(|_| default.to_string())
+}
+
 fn write_config(dir: &Path, name: &str, topic: &str, server: &Server) -> PathBuf {
     // The archive makes data durable when a file rolls: with the default of 300 s, nothing is
     // committed for 5 minutes. One second puts the commit cadence near the pipeline's own.
-    let mut rest =
-        format!("[archive]\nurl = \"{}\"\nroll_seconds = 1\n", dir.join(format!("{name}-archive")).display());
+    let mut rest = format!(
+        "[archive]\nurl = \"{}\"\nroll_seconds = {}\n",
+        dir.join(format!("{name}-archive")).display(),
+        setting("ROLL_SECONDS", "1")
+    );
     for t in TABLES {
         rest += &format!("\n[tables.{t}]\nsentinel = true\n");
     }
     rest += &defender_tests::sentinel_toml(&server.endpoint, DCR, &server.ca_file, SECRET_ENV, &server.authority);
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, kafka::config(topic, &format!("{name}-group"), &rest)).unwrap();
+    let pipeline = format!(
+        "flush_seconds = {}\nbudget_mb = {}\n",
+        setting("FLUSH_SECONDS", "1"),
+        setting("BUDGET_MB", &defender_config::defaults::budget_mb().to_string())
+    );
+    let text = kafka::config(topic, &group(topic), &rest).replace("flush_seconds = 1\n", &pipeline);
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -146,7 +169,7 @@ fn kafka_run(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)]) -> Run {
     let started = Instant::now();
     let mut daemon = Daemon::start(&config, dir, "kafka", &[(SECRET_ENV, SERVER_SECRET)]);
     daemon.wait_ready(Duration::from_secs(60));
-    drain(&daemon, "kafka-group", &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
+    drain(&daemon, &group(&topic), &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
     let wall = started.elapsed().as_secs_f64();
     let pid = daemon.pid().to_string();
     let run = Run { wall, cpu: cpu_seconds(&pid), peak_mib: memory_mib(&pid, "VmHWM") };
@@ -171,7 +194,7 @@ fn latency(dir: &Path, server: &Server, messages: &[(i32, Vec<u8>)], rate: f64) 
         let (samples, stop, topic) = (samples.clone(), stop.clone(), topic.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let committed = kafka::committed("latency-group", &topic, PARTITIONS);
+                let committed = kafka::committed(&group(&topic), &topic, PARTITIONS);
                 samples.lock().unwrap().push((Instant::now(), committed));
                 std::thread::sleep(POLL);
             }
@@ -267,6 +290,10 @@ fn outage(dir: &Path, messages: &[(i32, Vec<u8>)]) -> (f64, f64) {
     let started = Instant::now();
     let mut daemon = Daemon::start(&config, &outage_dir, "outage", &[(SECRET_ENV, SERVER_SECRET)]);
     daemon.wait_ready(Duration::from_secs(60));
+    println!("outage: daemon pid {}", daemon.pid());
+    // DI_BENCH_ATTACH_SECONDS: time for a profiler to attach before the corpus arrives.
+    let attach = std::env::var("DI_BENCH_ATTACH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(attach));
     kafka::produce(&topic, messages);
     let mut during: f64 = 0.0;
     while started.elapsed() < Duration::from_secs(OUTAGE_SECONDS) {
@@ -274,7 +301,7 @@ fn outage(dir: &Path, messages: &[(i32, Vec<u8>)]) -> (f64, f64) {
         std::thread::sleep(POLL);
     }
     let after =
-        drain(&daemon, "outage-group", &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
+        drain(&daemon, &group(&topic), &topic, &kafka::ends_after(messages, PARTITIONS), Duration::from_secs(900));
     daemon.terminate(Duration::from_secs(60));
     (during, after)
 }
@@ -298,10 +325,25 @@ fn main() {
     let messages = corpus(&catalog, mb);
     let bytes: usize = messages.iter().map(|(_, m)| m.len()).sum();
     let input_mb = bytes as f64 / 1e6;
-    let server = Server::start(&dir, DCR, &TABLES, &[]);
     println!("input: {input_mb:.0} MB in {} messages ({}), {PARTITIONS} partitions", messages.len(), TABLES.join(", "));
+    let only = std::env::var("DI_BENCH_ONLY").ok();
+    if only.as_deref() == Some("outage") {
+        return outage_row(&dir, &messages, input_mb);
+    }
+    let server = Server::start(&dir, DCR, &TABLES, &[]);
 
     let files = files_run(&dir, &server, &messages);
+    if only.as_deref() == Some("files") {
+        let r = &files;
+        let (busy, per_core) = (r.cpu / r.wall, input_mb / r.cpu);
+        println!(
+            "files: {:.2} s, {:.1} MB/s, busy {busy:.2} cores, {per_core:.1} MB/s per busy core, peak RSS {:.0} MiB",
+            r.wall,
+            input_mb / r.wall,
+            r.peak_mib
+        );
+        return;
+    }
     let kafka_path = kafka_run(&dir, &server, &messages);
     println!("| path | seconds | MB/s | ratio | busy cores | MB/s per busy core | peak RSS MiB |");
     println!("|---|---|---|---|---|---|---|");
@@ -328,7 +370,11 @@ fn main() {
     let (epochs, mean, buckets) = &l.epochs;
     let shares: Vec<String> = buckets.iter().map(|(le, share)| format!("≤{le} s: {:.0}%", share * 100.0)).collect();
     println!("  of which epoch cut → durable in every sink ({epochs} epochs): mean {mean:.2} s; {}", shares.join(", "));
-    let (during, after) = outage(&dir, &messages);
+    outage_row(&dir, &messages, input_mb);
+}
+
+fn outage_row(dir: &Path, messages: &[(i32, Vec<u8>)], input_mb: f64) {
+    let (during, after) = outage(dir, messages);
     println!(
         "RSS while Sentinel answers 503 for {OUTAGE_SECONDS} s and {input_mb:.0} MB arrive: max {during:.0} MiB; \
          max while draining afterwards {after:.0} MiB"

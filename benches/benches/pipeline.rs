@@ -14,7 +14,8 @@
 //!
 //! For a profile of one run, `DI_BENCH_ONLY=both` (a word of the run's name: `decode`,
 //! `archive`, `Sentinel`, `both`) and `DI_BENCH_WORKERS=1` pick it and `DI_BENCH_REPEAT=5` runs it
-//! that many times, e.g. under `perf record -e cpu-clock`.
+//! that many times, e.g. under `perf record -e cpu-clock`. `DI_BENCH_BUDGET_MB` sets the in-flight
+//! budget (default the pipeline's).
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
@@ -70,6 +71,10 @@ async fn once(
     let options = PipelineOptions {
         policy: Arc::new(Policy::new(catalog, &settings).unwrap()),
         cpu_workers: workers,
+        budget_bytes: std::env::var("DI_BENCH_BUDGET_MB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(PipelineOptions::default().budget_bytes, |mb| mb << 20),
         ..PipelineOptions::default()
     };
     let sink = sentinel.map(|server| {
