@@ -20,10 +20,11 @@
 //! Run: `cargo build --release -p defender-ingest -p defender-ingestion-server && bash
 //! scripts/test-infra.sh start && source target/test-infra/env && cargo bench -p
 //! defender-benches --bench daemon` (about 5 minutes; prints a table). `DI_BENCH_MB` sets the
-//! corpus size (default 100). `DI_BENCH_ONLY=files` runs 1 alone; `DI_BENCH_ONLY=outage` runs 4 alone and prints the daemon's pid
-//! when the outage starts, for a heap profiler to attach (`heaptrack -p <pid>`; give it time with
-//! `DI_BENCH_ATTACH_SECONDS`). `DI_BENCH_FLUSH_SECONDS`, `DI_BENCH_ROLL_SECONDS` (default 1 each)
-//! and `DI_BENCH_BUDGET_MB` (default the pipeline's) change the daemon's settings.
+//! corpus size (default 100). `DI_BENCH_ONLY=files` runs 1 alone; `DI_BENCH_ONLY=outage` runs 4
+//! alone and prints the daemon's pid when the outage starts, for a heap profiler to attach
+//! (`heaptrack -p <pid>`; give it time with `DI_BENCH_ATTACH_SECONDS`). `DI_BENCH_FLUSH_SECONDS`,
+//! `DI_BENCH_ROLL_SECONDS` (default 1 each) and `DI_BENCH_BUDGET_MB` (default the pipeline's)
+//! change the daemon's settings.
 
 // A benchmark driving processes: it waits with thread::sleep.
 #![allow(clippy::disallowed_methods)]

@@ -393,7 +393,7 @@ impl Seconds {
     /// Refuses a value outside the bounds, naming `key`.
     pub fn check(self, key: &str) -> Result<(), crate::ConfigError> {
         if !(Self::MIN..=Self::MAX).contains(&self.0) {
-            crate::invalid!("`{key}` must be between {} and {} (7 days) seconds, got {self}", Self::MIN, Self::MAX);
+            crate::invalid!("`{key}` must be between {} and {} seconds (7 days), got {self}", Self::MIN, Self::MAX);
         }
         Ok(())
     }
