@@ -104,6 +104,35 @@ pub fn readback_values(root: &str, column: &str) -> BTreeMap<String, Vec<Value>>
     serde_json::from_value(out["values"].clone()).expect("values per table")
 }
 
+/// How many times the archive under `root` holds each DeviceInfo `ReportId` (the record ids the
+/// streaming tests give their messages' records, from 0).
+pub fn archived_report_ids(root: &str) -> BTreeMap<i64, usize> {
+    let mut ids = BTreeMap::new();
+    for v in readback_values(root, "ReportId").remove("DeviceInfo").unwrap_or_default() {
+        *ids.entry(v.as_i64().expect("ReportId is a long")).or_default() += 1;
+    }
+    ids
+}
+
+/// Every id of `0..n` is in `counts` exactly once, and nothing else is: no gap, no overlap.
+pub fn assert_exactly_once(counts: &BTreeMap<i64, usize>, n: i64) {
+    let missing: Vec<i64> = (0..n).filter(|id| !counts.contains_key(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {n} records never archived, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let twice: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} records archived more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    assert_eq!(counts.len() as i64, n, "no record that was not produced");
+}
+
 /// `records` of `table` came in, and the accounting balances for it and in total: records in =
 /// archived + filtered + dead-lettered (for runs whose input is not a generator's ledger).
 pub fn check_balanced(summary: &Value, table: &str, records: u64) {

@@ -18,7 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use defender_tests::{binary, eventhubs::EventHubs, infra, kafka::Daemon, python, readback_values};
+use defender_tests::{
+    archived_report_ids, assert_exactly_once, binary, eventhubs::EventHubs, infra, kafka::Daemon, python,
+};
 use serde_json::Value;
 
 const PARTITIONS: u32 = 3;
@@ -197,21 +199,8 @@ fn capture_backfill_hands_off_to_the_amqp_source_with_no_gap_and_no_overlap() {
     check_accounting(&summary, live_events * RECORDS_PER_MESSAGE);
 
     // Every event archived exactly once across the backfill and the daemon.
-    let mut ids: BTreeMap<i64, usize> = BTreeMap::new();
-    for v in readback_values(archive.to_str().unwrap(), "ReportId").remove("DeviceInfo").unwrap_or_default() {
-        *ids.entry(v.as_i64().expect("ReportId is a long")).or_default() += 1;
-    }
     let all = PER_PARTITION * PARTITIONS as i64 * RECORDS_PER_MESSAGE;
-    let missing: Vec<i64> = (0..all).filter(|id| !ids.contains_key(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "a gap: {} never archived, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "an overlap: {} archived twice, e.g. {:?}", twice.len(), &twice[..twice.len().min(10)]);
-    assert_eq!(ids.len() as i64, all, "nothing that was not produced");
+    assert_exactly_once(&archived_report_ids(archive.to_str().unwrap()), all);
 
     // The same command again: nothing read, and checkpoints the daemon moved past the captured
     // events are not moved back.

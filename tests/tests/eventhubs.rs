@@ -18,7 +18,9 @@ use std::{
 };
 
 use defender_ingestion_server::{ServerConfig, TestServer};
-use defender_tests::{declared_streams, eventhubs::EventHubs, infra, kafka::Daemon, python, readback_values};
+use defender_tests::{
+    archived_report_ids, assert_exactly_once, declared_streams, eventhubs::EventHubs, infra, kafka::Daemon, python,
+};
 use serde_json::Value;
 
 const PARTITIONS: u32 = 4;
@@ -212,11 +214,7 @@ impl Setup {
 
     /// ReportIds in the archive, each with how often it is there.
     fn archived(&self) -> BTreeMap<i64, usize> {
-        let mut ids = BTreeMap::new();
-        for v in readback_values(self.archive.to_str().unwrap(), "ReportId").remove("DeviceInfo").unwrap_or_default() {
-            *ids.entry(v.as_i64().expect("ReportId is a long")).or_default() += 1;
-        }
-        ids
+        archived_report_ids(self.archive.to_str().unwrap())
     }
 
     fn accepted(&self) -> BTreeSet<i64> {
@@ -226,17 +224,7 @@ impl Setup {
     /// Every record of messages `0..messages` archived exactly once and accepted by Sentinel.
     fn assert_delivered_once(&self, messages: i64) {
         let ids = messages * RECORDS_PER_MESSAGE;
-        let archived = self.archived();
-        let missing: Vec<i64> = (0..ids).filter(|id| !archived.contains_key(id)).collect();
-        assert!(
-            missing.is_empty(),
-            "{} of {ids} never archived, e.g. {:?}",
-            missing.len(),
-            &missing[..missing.len().min(10)]
-        );
-        let twice: Vec<_> = archived.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "{} archived twice, e.g. {:?}", twice.len(), &twice[..twice.len().min(10)]);
-        assert_eq!(archived.len() as i64, ids, "nothing that was not produced");
+        assert_exactly_once(&self.archived(), ids);
         let accepted = self.accepted();
         let missing: Vec<i64> = (0..ids).filter(|id| !accepted.contains(id)).collect();
         assert!(

@@ -15,7 +15,7 @@ use std::{
 use defender_ingestion_server::{Fault, ServerConfig, TestServer};
 
 use defender_tests::{
-    declared_streams, infra,
+    archived_report_ids, assert_exactly_once, declared_streams, infra,
     kafka::{self, Daemon},
     readback_values,
 };
@@ -118,11 +118,7 @@ impl Setup {
 
     /// ReportIds in the archive, each with how often it is there.
     fn archived(&self) -> BTreeMap<i64, usize> {
-        let mut ids = BTreeMap::new();
-        for v in readback_values(self.archive.to_str().unwrap(), "ReportId").remove("DeviceInfo").unwrap_or_default() {
-            *ids.entry(v.as_i64().expect("ReportId is a long")).or_default() += 1;
-        }
-        ids
+        archived_report_ids(self.archive.to_str().unwrap())
     }
 
     /// ReportIds the Logs Ingestion server accepted (at least once each).
@@ -195,22 +191,7 @@ fn kill_9_at_random_moments_twenty_times_loses_nothing_and_archives_nothing_twic
     );
 
     let ids = next * RECORDS_PER_MESSAGE;
-    let archived = s.archived();
-    let missing: Vec<i64> = (0..ids).filter(|id| !archived.contains_key(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {ids} records never archived, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    let twice: Vec<(&i64, &usize)> = archived.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "{} records archived more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(10)]
-    );
-    assert_eq!(archived.len() as i64, ids, "no record that was not produced");
+    assert_exactly_once(&s.archived(), ids);
     let accepted = s.accepted();
     let missing: Vec<i64> = (0..ids).filter(|id| !accepted.contains(id)).collect();
     assert!(
